@@ -1,0 +1,6 @@
+"""Callbacks that act on modules during training."""
+
+from callbacks.export import ExportPretrained
+from callbacks.sample_quality import SampleQuality
+
+__all__ = ["ExportPretrained", "SampleQuality"]

@@ -1,0 +1,311 @@
+"""Deterministic, sharded, resumable streaming of tokenised sequence files.
+
+Two pieces:
+
+:class:`TokenizedCorpus`
+    A line-oriented file tokenised once into a flat token array plus offsets (``.npy`` files,
+    memory-mapped, cached on disk and keyed by the file, the reader options and the tokenizer).
+    Invalid records (unknown tokens, empty lines) and records longer than ``max_tokens`` are
+    counted and logged at build time and never reach a batch. Tokenising once makes batches
+    cheap: collating is a vectorised gather, far faster than a GPU consumes it.
+
+:class:`BatchStream`
+    An ``IterableDataset`` of padded batches. For epoch ``e`` the records are permuted by a
+    generator seeded with ``(seed, e)``; rank ``r`` of ``W`` takes ``perm[r::W]`` and cuts it
+    into the *same number of batches on every rank* (sizes differ by at most one record), so
+    DDP ranks never wait on each other and every record is seen exactly once per epoch. Within
+    a rank, batch ``j`` is built by DataLoader worker ``(j - skip) % num_workers``; the
+    DataLoader's round-robin then yields batches in exactly the order ``skip, skip+1, …``,
+    which is what makes a mid-epoch resume (``skip`` = batches already trained) reproduce the
+    rest of the interrupted epoch record for record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from datamodules.sources import DataFileError, read_records
+from networks.tokenizers import TokenizationError, encode_checked
+
+log = logging.getLogger(__name__)
+
+CORPUS_FORMAT_VERSION = 1
+_CHUNK = 8192
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("REWARDFIT_CACHE", Path.home() / ".cache" / "rewardfit")) / "corpora"
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    """A file of sequences and how to read it (see :func:`datamodules.sources.read_records`)."""
+
+    path: str
+    column: str | None = None
+    where: dict = field(default_factory=dict)
+    exclude: dict = field(default_factory=dict)
+    limit: int | None = None  # keep only the first ``limit`` valid records (e.g. a quick val set)
+
+    def records(self) -> Iterator[str]:
+        return read_records(self.path, self.column, self.where or None, self.exclude or None)
+
+    def fingerprint(self) -> dict:
+        path = Path(self.path).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        stat = path.stat()
+        return dict(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                    column=self.column, where=sorted((self.where or {}).items()),
+                    exclude=sorted((self.exclude or {}).items()), limit=self.limit)
+
+
+def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def _encode_chunk(tokenizer, chunk: list[str]) -> list[list[int] | None]:
+    """Encode a chunk; a record that fails to encode becomes ``None`` (counted as invalid)."""
+    try:
+        return encode_checked(tokenizer, chunk)
+    except TokenizationError:
+        out: list[list[int] | None] = []
+        for record in chunk:
+            try:
+                out.append(encode_checked(tokenizer, [record])[0] if record else None)
+            except TokenizationError:
+                out.append(None)
+        return out
+
+
+class TokenizedCorpus:
+    """Token ids of every valid record of a file, memory-mapped from a cache directory."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        meta_path = self.directory / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.directory} is not a built corpus (no meta.json)")
+        self.meta = json.loads(meta_path.read_text())
+        self._tokens: np.ndarray | None = None
+        self._offsets: np.ndarray | None = None
+
+    # Memory maps are re-opened in each process instead of being pickled into DataLoader workers.
+    def __getstate__(self) -> dict:
+        return {"directory": self.directory, "meta": self.meta, "_tokens": None, "_offsets": None}
+
+    @property
+    def tokens(self) -> np.ndarray:
+        if self._tokens is None:
+            self._tokens = np.load(self.directory / "tokens.npy", mmap_mode="r")
+        return self._tokens
+
+    @property
+    def offsets(self) -> np.ndarray:
+        if self._offsets is None:
+            self._offsets = np.load(self.directory / "offsets.npy")
+        return self._offsets
+
+    def __len__(self) -> int:
+        return int(self.meta["n_records"])
+
+    def token_ids(self, index: int) -> np.ndarray:
+        return np.asarray(self.tokens[self.offsets[index]: self.offsets[index + 1]])
+
+    @classmethod
+    def build(
+        cls,
+        source: RecordFile,
+        tokenizer: PreTrainedTokenizerBase,
+        max_tokens: int = 200,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> "TokenizedCorpus":
+        """Tokenise ``source`` once, or reuse the cached result of an identical earlier build.
+
+        The cache entry is written to a temporary directory and renamed into place only when
+        complete, so an interrupted build never leaves a corpus that looks finished.
+        """
+        key = dict(format=CORPUS_FORMAT_VERSION, source=source.fingerprint(),
+                   tokenizer=_tokenizer_fingerprint(tokenizer), max_tokens=max_tokens)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        root = Path(cache_dir) if cache_dir else default_cache_dir()
+        final = root / f"{Path(source.path).name}-{digest}"
+        if (final / "meta.json").is_file():
+            return cls(final)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+        try:
+            meta = cls._write(source, tokenizer, max_tokens, tmp, progress)
+            meta["key"] = key
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another process finished the same corpus first
+                if not (final / "meta.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return cls(final)
+
+    @staticmethod
+    def _write(source, tokenizer, max_tokens, out: Path, progress: bool) -> dict:
+        dtype = np.uint16 if len(tokenizer) < 2**16 else np.int32
+        token_chunks: list[np.ndarray] = []  # one flat array per chunk keeps memory compact
+        length_chunks: list[np.ndarray] = []
+        line_chunks: list[np.ndarray] = []
+        n_kept = n_read = n_invalid = n_long = 0
+        invalid_examples: list[str] = []
+        bar = tqdm(desc=f"tokenising {Path(source.path).name}", unit=" records", disable=not progress,
+                   mininterval=1.0)
+        records = source.records()
+        done = False
+        while not done:
+            chunk = list(itertools.islice(records, _CHUNK))
+            done = len(chunk) < _CHUNK
+            kept_ids, kept_lines = [], []
+            for i, ids in enumerate(_encode_chunk(tokenizer, chunk)):
+                if ids is None:
+                    n_invalid += 1
+                    if len(invalid_examples) < 5:
+                        invalid_examples.append(f"record {n_read + i}: {chunk[i][:80]!r}")
+                elif len(ids) > max_tokens:
+                    n_long += 1
+                elif source.limit is not None and n_kept + len(kept_ids) >= source.limit:
+                    done = True
+                    break
+                else:
+                    kept_ids.append(ids)
+                    kept_lines.append(n_read + i)
+            if kept_ids:
+                token_chunks.append(np.fromiter(itertools.chain.from_iterable(kept_ids), dtype=dtype))
+                length_chunks.append(np.fromiter(map(len, kept_ids), dtype=np.int64, count=len(kept_ids)))
+                line_chunks.append(np.asarray(kept_lines, dtype=np.int64))
+                n_kept += len(kept_ids)
+            n_read += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
+        if not n_kept:
+            raise DataFileError(
+                f"{source.path}: none of {n_read} records is usable ({n_invalid} invalid, "
+                f"{n_long} longer than {max_tokens} tokens); examples: {invalid_examples}"
+            )
+        lengths = np.concatenate(length_chunks)
+        offsets = np.zeros(n_kept + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        np.save(out / "tokens.npy", np.concatenate(token_chunks))
+        np.save(out / "offsets.npy", offsets)
+        np.save(out / "line_numbers.npy", np.concatenate(line_chunks))
+        if n_invalid or n_long:
+            log.warning(
+                "%s: skipped %d invalid record(s) and %d longer than %d tokens out of %d; "
+                "first invalid: %s", source.path, n_invalid, n_long, max_tokens, n_read, invalid_examples,
+            )
+        return dict(n_read=n_read, n_records=n_kept, n_invalid=n_invalid,
+                    n_too_long=n_long, max_tokens=max_tokens, invalid_examples=invalid_examples)
+
+
+def rank_batches(n_records: int, batch_size: int, rank: int, world_size: int, epoch: int,
+                 seed: int, shuffle: bool) -> list[np.ndarray]:
+    """Record indices of each batch that ``rank`` processes in ``epoch`` (see module docstring)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(n_records)
+    else:
+        order = np.arange(n_records)
+    mine = order[rank::world_size]
+    n_batches = -(-(-(-n_records // world_size)) // batch_size)  # ceil(ceil(N / W) / B)
+    return [b for b in np.array_split(mine, n_batches)] if n_batches else []
+
+
+def collate(corpus: TokenizedCorpus, indices: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` for the given records, vectorised."""
+    starts = corpus.offsets[indices]
+    lengths = corpus.offsets[indices + 1] - starts
+    width = int(lengths.max()) if len(indices) else 0
+    cols = np.arange(width)
+    mask = cols[None, :] < lengths[:, None]
+    gather = np.where(mask, starts[:, None] + cols[None, :], 0)
+    ids = np.where(mask, corpus.tokens[gather.ravel()].reshape(gather.shape), pad_id)
+    return {
+        "input_ids": torch.from_numpy(ids.astype(np.int64)),
+        "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+        "record_index": torch.from_numpy(indices.astype(np.int64)),
+    }
+
+
+class BatchStream(IterableDataset):
+    """Padded batches of a :class:`TokenizedCorpus`, sharded over ranks and workers."""
+
+    def __init__(self, corpus: TokenizedCorpus, batch_size: int, pad_id: int, seed: int = 0,
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.corpus = corpus
+        self.batch_size = batch_size
+        self.pad_id = pad_id
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.skip = 0
+
+    def batches(self) -> list[np.ndarray]:
+        return rank_batches(len(self.corpus), self.batch_size, self.rank, self.world_size,
+                            self.epoch, self.seed, self.shuffle)
+
+    def __len__(self) -> int:
+        return len(rank_batches(len(self.corpus), self.batch_size, 0, self.world_size, 0, 0, False))
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        for j, indices in enumerate(self.batches()):
+            if j >= self.skip and (j - self.skip) % n_workers == worker:
+                yield collate(self.corpus, indices, self.pad_id)
+
+
+class StreamingLoader(DataLoader):
+    """A DataLoader over a :class:`BatchStream` that tells the stream its epoch on each ``iter``.
+
+    ``epoch_fn`` returns the trainer's epoch; ``resume_fn(epoch)`` returns how many batches of
+    that epoch were already trained (0 unless resuming), and is consumed once.
+    """
+
+    def __init__(self, stream: BatchStream, num_workers: int = 0,
+                 epoch_fn: Callable[[], int] | None = None,
+                 resume_fn: Callable[[int], int] | None = None, **kwargs):
+        super().__init__(stream, batch_size=None, num_workers=num_workers,
+                         persistent_workers=False, **kwargs)
+        self._epoch_fn = epoch_fn
+        self._resume_fn = resume_fn
+        self._iterations = 0
+
+    def __iter__(self):
+        stream: BatchStream = self.dataset
+        stream.epoch = self._epoch_fn() if self._epoch_fn else self._iterations
+        stream.skip = self._resume_fn(stream.epoch) if self._resume_fn else 0
+        self._iterations += 1
+        return super().__iter__()
+
+
+def iterate_records(corpus: TokenizedCorpus, batches: Iterable[dict]) -> list[int]:
+    """Record indices in the order the batches deliver them (a test and debugging helper)."""
+    return [int(i) for batch in batches for i in batch["record_index"]]

@@ -1,0 +1,5 @@
+"""LightningModules: what is trained and how (pretraining, alignment, reward models)."""
+
+from lightning_modules.causal_lm import CausalLMPretraining
+
+__all__ = ["CausalLMPretraining"]

@@ -1,0 +1,147 @@
+"""Causal-LM pretraining of a sequence GPT (molecules, DNA) on streamed tokenised batches."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.text import Perplexity
+
+from networks.architectures import Architecture, MolGPT, check_vocab
+from networks.tokenizers import load_tokenizer
+
+IGNORE = -100
+
+
+def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Mean next-token cross-entropy over real (unpadded) target tokens, and the token count."""
+    targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, IGNORE)
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                           ignore_index=IGNORE)
+    return loss, (targets != IGNORE).sum()
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class CausalLMPretraining(L.LightningModule):
+    """Next-token pretraining with AdamW and a warm-up/cosine schedule.
+
+    Args:
+        architecture: what to build (``networks.architectures.MolGPT``, ``DNAGPT``, ``GPT``, or
+            ``Pretrained`` to continue from a saved model).
+        tokenizer: named tokenizer or model directory; ``main.py`` passes it on to the data.
+        lr: peak learning rate.
+        weight_decay: AdamW decay on matrices (not on biases, norms or embeddings' positions).
+        betas: AdamW betas.
+        warmup_steps: linear warm-up steps.
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
+    """
+
+    def __init__(self, architecture: Architecture | None = None, tokenizer: str = "smiles",
+                 lr: float = 5e-4, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
+                 warmup_steps: int = 200, min_lr_ratio: float = 0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.model = (architecture or MolGPT()).build(self.tokenizer)
+        check_vocab(self.model, self.tokenizer)
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.val_ppl = Perplexity(ignore_index=IGNORE)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def _loss(self, batch):
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss, n_tokens = next_token_loss(logits, batch["input_ids"], batch["attention_mask"])
+        return logits, loss, n_tokens
+
+    def training_step(self, batch, batch_idx):
+        _, loss, n_tokens = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        self.train_loss(loss.detach(), n_tokens)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch["input_ids"].size(0))
+        self.log("train/tokens", n_tokens.float(), reduce_fx="sum", batch_size=1)
+        return loss
+
+    def on_train_epoch_end(self):
+        self.log("train/epoch_loss", self.train_loss.compute())
+        self.train_loss.reset()
+
+    def validation_step(self, batch, batch_idx):
+        logits, loss, n_tokens = self._loss(batch)
+        targets = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, IGNORE)
+        self.val_loss.update(loss, n_tokens)
+        self.val_ppl.update(logits[:, :-1].float(), targets)
+
+    def on_validation_epoch_end(self):
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val/ppl", self.val_ppl.compute(), prog_bar=True)
+        self.val_loss.reset()
+        self.val_ppl.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            (decay if param.ndim >= 2 and "wpe" not in name else no_decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas),
+        )
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else 10 * hp.warmup_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    @torch.no_grad()
+    def sample(self, n: int, max_new_tokens: int = 128, temperature: float = 1.0,
+               top_k: int | None = None, batch_size: int = 512) -> list[str]:
+        """Draw ``n`` sequences from the model (``transformers.generate`` with its KV cache)."""
+        was_training = self.model.training
+        self.model.eval()
+        out: list[str] = []
+        tok = self.tokenizer
+        try:
+            for start in range(0, n, batch_size):
+                rows = min(batch_size, n - start)
+                prompt = torch.full((rows, 1), tok.bos_token_id, dtype=torch.long, device=self.device)
+                ids = self.model.generate(
+                    prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
+                    temperature=temperature, top_k=top_k or 0, max_new_tokens=max_new_tokens,
+                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                out.extend(tok.batch_decode(ids, skip_special_tokens=True))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def export_pretrained(self, directory: str | Path) -> Path:
+        """Write a Hugging Face model directory (weights, config, tokenizer) atomically."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        try:
+            self.model.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return directory

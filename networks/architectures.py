@@ -1,0 +1,160 @@
+"""Model architectures, named in configs as small classes with a ``build(tokenizer)`` method.
+
+Why classes and not a string switch: a new architecture is one subclass named by
+``class_path`` in YAML; nothing central has to change. Every architecture builds a plain
+``transformers`` model, so a trained model is saved with ``save_pretrained`` and loads anywhere
+with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    EsmConfig,
+    EsmForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+REPO_CHECKPOINTS = Path(__file__).parents[1] / "checkpoints"
+
+
+class Architecture:
+    """Builds a ``transformers`` model for a tokenizer."""
+
+    def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+        raise NotImplementedError
+
+
+class GPT(Architecture):
+    """A GPT-2 causal LM of the given size (transformers ``GPT2LMHeadModel``).
+
+    Args:
+        n_layer: transformer blocks.
+        n_embd: model width.
+        n_head: attention heads.
+        n_inner: feed-forward width (``None``: 4 × n_embd).
+        n_positions: longest sequence in tokens, special tokens included.
+        dropout: residual, embedding and attention dropout.
+    """
+
+    def __init__(
+        self,
+        n_layer: int = 2,
+        n_embd: int = 512,
+        n_head: int = 8,
+        n_inner: int | None = 512,
+        n_positions: int = 256,
+        dropout: float = 0.1,
+    ):
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        self.kwargs = dict(
+            n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_inner=n_inner, n_positions=n_positions,
+            resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+        )
+
+    def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **self.kwargs,
+        )
+        return GPT2LMHeadModel(config)
+
+
+class MolGPT(GPT):
+    """The molecular GPT of the ERA paper: 2 layers, width 512, 8 heads, feed-forward 512."""
+
+    def __init__(self, n_positions: int = 256, dropout: float = 0.1):
+        super().__init__(2, 512, 8, 512, n_positions, dropout)
+
+
+class DNAGPT(GPT):
+    """The DNA GPT of the Iterative Rewarded Soups paper: GPT-2 with 6 layers, width 256."""
+
+    def __init__(self, n_positions: int = 256, dropout: float = 0.1):
+        super().__init__(6, 256, 8, 1024, n_positions, dropout)
+
+
+class ESM(Architecture):
+    """A small ESM-style masked LM built from a config (no pretrained prior: see docs)."""
+
+    def __init__(
+        self, num_hidden_layers: int = 2, hidden_size: int = 64, num_attention_heads: int = 4,
+        intermediate_size: int = 128, max_position_embeddings: int = 1026,
+    ):
+        self.kwargs = dict(
+            num_hidden_layers=num_hidden_layers, hidden_size=hidden_size,
+            num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+            max_position_embeddings=max_position_embeddings,
+        )
+
+    def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+        config = EsmConfig(
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+            mask_token_id=tokenizer.mask_token_id, position_embedding_type="rotary",
+            token_dropout=False, **self.kwargs,
+        )
+        return EsmForMaskedLM(config)
+
+
+class CheckpointError(ValueError):
+    """A model directory is incomplete or does not match its tokenizer."""
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A directory path, or the name of a directory shipped under ``checkpoints/``."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    shipped = REPO_CHECKPOINTS / str(name_or_path)
+    if shipped.is_dir():
+        return shipped
+    available = sorted(p.name for p in REPO_CHECKPOINTS.iterdir() if p.is_dir()) if REPO_CHECKPOINTS.is_dir() else []
+    raise FileNotFoundError(f"no checkpoint directory {name_or_path!r}; shipped checkpoints: {available}")
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Fail early, naming the missing file, instead of deep inside ``from_pretrained``."""
+    missing = [f for f in ("config.json", "tokenizer.json") if not (path / f).is_file()]
+    if not any((path / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("model.safetensors")
+    if missing:
+        raise CheckpointError(f"checkpoint directory {path} is missing {missing}")
+
+
+def check_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, where: str = "") -> None:
+    size = model.get_input_embeddings().num_embeddings
+    if size != len(tokenizer):
+        raise CheckpointError(
+            f"model{' in ' + where if where else ''} has {size} token embeddings but its tokenizer "
+            f"has {len(tokenizer)} tokens: they were not trained together"
+        )
+
+
+class Pretrained(Architecture):
+    """Load a saved model directory (``save_pretrained`` format) or a shipped checkpoint by name.
+
+    The tokenizer must match the model's embedding table; a mismatch is an error at load time.
+    """
+
+    def __init__(self, path: str, masked_lm: bool = False):
+        self.path = path
+        self.masked_lm = masked_lm
+
+    def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+        path = resolve_checkpoint(self.path)
+        check_checkpoint_dir(path)
+        auto = AutoModelForMaskedLM if self.masked_lm else AutoModelForCausalLM
+        model = auto.from_pretrained(str(path))
+        model = model.float()
+        check_vocab(model, tokenizer, str(path))
+        return model

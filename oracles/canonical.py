@@ -1,0 +1,52 @@
+"""Canonical forms of generated sequences: the one place that decides what "valid" means.
+
+A canonicaliser maps a string to its canonical form, or ``None`` when the string is not a valid
+member of its domain. Validity, uniqueness and novelty are all computed on canonical forms, so
+two spellings of one molecule count once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from rdkit import Chem, RDLogger
+
+RDLogger.DisableLog("rdApp.*")
+
+_DNA = re.compile(r"[ACGT]+")
+_PROTEIN = re.compile(r"[ACDEFGHIKLMNPQRSTVWY]+")
+
+
+def canonical_smiles(smiles: str) -> str | None:
+    """RDKit canonical SMILES, or ``None`` for an empty or unparsable string."""
+    if not isinstance(smiles, str) or not smiles:
+        return None
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return Chem.MolToSmiles(mol)
+
+
+def canonical_dna(sequence: str) -> str | None:
+    """The sequence itself when it is non-empty ACGT, else ``None``."""
+    return sequence if isinstance(sequence, str) and _DNA.fullmatch(sequence) else None
+
+
+def canonical_protein(sequence: str) -> str | None:
+    """The sequence itself when it is non-empty and uses only the 20 standard amino acids."""
+    return sequence if isinstance(sequence, str) and _PROTEIN.fullmatch(sequence) else None
+
+
+CANONICALISERS: dict[str, Callable[[str], str | None]] = {
+    "smiles": canonical_smiles,
+    "dna": canonical_dna,
+    "protein": canonical_protein,
+}
+
+
+def canonicaliser(domain: str) -> Callable[[str], str | None]:
+    try:
+        return CANONICALISERS[domain]
+    except KeyError:
+        raise ValueError(f"unknown sequence domain {domain!r}; one of {sorted(CANONICALISERS)}") from None
