@@ -50,13 +50,15 @@ class CausalLMPretraining(L.LightningModule):
         min_lr_ratio: final learning rate as a fraction of ``lr``.
     """
 
-    def __init__(self, architecture: Architecture | None = None, tokenizer: str = "smiles",
+    def __init__(self, architecture: Architecture | dict | None = None, tokenizer: str = "smiles",
                  lr: float = 5e-4, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
                  warmup_steps: int = 200, min_lr_ratio: float = 0.1):
         super().__init__()
-        self.save_hyperparameters()
+        architecture = Architecture.from_config(architecture or MolGPT())
+        self.save_hyperparameters(ignore=["architecture"])
+        self.hparams["architecture"] = architecture.to_config()  # plain data: weights_only-loadable
         self.tokenizer = load_tokenizer(tokenizer)
-        self.model = (architecture or MolGPT()).build(self.tokenizer)
+        self.model = architecture.build(self.tokenizer)
         check_vocab(self.model, self.tokenizer)
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()

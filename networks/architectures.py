@@ -25,10 +25,33 @@ REPO_CHECKPOINTS = Path(__file__).parents[1] / "checkpoints"
 
 
 class Architecture:
-    """Builds a ``transformers`` model for a tokenizer."""
+    """Builds a ``transformers`` model for a tokenizer.
+
+    ``init_args`` holds the constructor arguments so that an architecture can be stored in a
+    checkpoint as plain data (``to_config``) and rebuilt (``from_config``) without pickling
+    classes: checkpoints stay loadable with ``torch.load(weights_only=True)``.
+    """
+
+    init_args: dict = {}
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         raise NotImplementedError
+
+    def to_config(self) -> dict:
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self.init_args)}
+
+    @staticmethod
+    def from_config(config: "dict | Architecture") -> "Architecture":
+        if isinstance(config, Architecture):
+            return config
+        import importlib
+
+        module, _, name = config["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, Architecture)):
+            raise TypeError(f"{config['class_path']} is not an Architecture")
+        return cls(**config.get("init_args", {}))
 
 
 class GPT(Architecture):
@@ -58,6 +81,8 @@ class GPT(Architecture):
             n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_inner=n_inner, n_positions=n_positions,
             resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
         )
+        self.init_args = dict(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_inner=n_inner,
+                              n_positions=n_positions, dropout=dropout)
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         config = GPT2Config(
@@ -75,6 +100,7 @@ class MolGPT(GPT):
 
     def __init__(self, n_positions: int = 256, dropout: float = 0.1):
         super().__init__(2, 512, 8, 512, n_positions, dropout)
+        self.init_args = dict(n_positions=n_positions, dropout=dropout)
 
 
 class DNAGPT(GPT):
@@ -82,6 +108,7 @@ class DNAGPT(GPT):
 
     def __init__(self, n_positions: int = 256, dropout: float = 0.1):
         super().__init__(6, 256, 8, 1024, n_positions, dropout)
+        self.init_args = dict(n_positions=n_positions, dropout=dropout)
 
 
 class ESM(Architecture):
@@ -96,6 +123,7 @@ class ESM(Architecture):
             num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
             max_position_embeddings=max_position_embeddings,
         )
+        self.init_args = dict(self.kwargs)
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         config = EsmConfig(
@@ -149,6 +177,7 @@ class Pretrained(Architecture):
     def __init__(self, path: str, masked_lm: bool = False):
         self.path = path
         self.masked_lm = masked_lm
+        self.init_args = dict(path=path, masked_lm=masked_lm)
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         path = resolve_checkpoint(self.path)

@@ -1,0 +1,67 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from networks.architectures import DNAGPT, ESM, GPT, CheckpointError, MolGPT, Pretrained
+from networks.tokenizers import load_tokenizer
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_molgpt_matches_the_era_paper_size():
+    model = MolGPT().build(load_tokenizer("smiles"))
+    cfg = model.config
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_inner) == (2, 512, 8, 512)
+    assert 3.0e6 < n_params(model) < 3.6e6
+
+
+def test_dnagpt_shape():
+    model = DNAGPT().build(load_tokenizer("dna-k4"))
+    assert (model.config.n_layer, model.config.n_embd) == (6, 256)
+    assert model.config.vocab_size == len(load_tokenizer("dna-k4"))
+
+
+def test_saved_model_loads_in_plain_transformers(tmp_path):
+    tok = load_tokenizer("smiles")
+    model = GPT(n_layer=1, n_embd=32, n_head=2, n_inner=64, n_positions=64).build(tok).eval()
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = torch.tensor([tok("CCO")["input_ids"]])
+    assert torch.allclose(model(ids).logits, again(ids).logits)
+    assert AutoTokenizer.from_pretrained(tmp_path).get_vocab() == tok.get_vocab()
+    assert torch.equal(Pretrained(str(tmp_path)).build(tok).transformer.wte.weight, model.transformer.wte.weight)
+
+
+def test_pretrained_errors(tmp_path):
+    smiles, dna = load_tokenizer("smiles"), load_tokenizer("dna")
+    model = GPT(n_layer=1, n_embd=32, n_head=2, n_inner=64).build(smiles)
+    model.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="missing \\['tokenizer.json'\\]"):
+        Pretrained(str(tmp_path)).build(smiles)
+    smiles.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="were not trained together"):
+        Pretrained(str(tmp_path)).build(dna)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        Pretrained(str(tmp_path)).build(smiles)
+    with pytest.raises(FileNotFoundError, match="shipped checkpoints"):
+        Pretrained("no-such-checkpoint").build(smiles)
+
+
+def test_small_esm_builds_and_roundtrips(tmp_path):
+    tok = load_tokenizer("protein")
+    model = ESM().build(tok)
+    ids = torch.tensor([tok("MKTAYIAK")["input_ids"]])
+    assert model(ids).logits.shape == (1, ids.size(1), len(tok))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert isinstance(Pretrained(str(tmp_path), masked_lm=True).build(tok), type(model))
+    assert AutoModelForMaskedLM.from_pretrained(tmp_path).config.vocab_size == 33
+
+
+def test_gpt_rejects_bad_heads():
+    with pytest.raises(ValueError, match="not divisible"):
+        GPT(n_embd=30, n_head=4)

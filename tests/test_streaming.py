@@ -1,0 +1,142 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.sources import DataFileError
+from datamodules.streaming import (
+    BatchStream,
+    RecordFile,
+    StreamingLoader,
+    TokenizedCorpus,
+    iterate_records,
+    rank_batches,
+)
+from networks.tokenizers import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("smiles")
+
+
+@pytest.fixture
+def corpus(tok, smiles_file, tmp_path):
+    return TokenizedCorpus.build(RecordFile(str(smiles_file(1003))), tok, cache_dir=tmp_path / "c")
+
+
+def _epoch_records(corpus, tok, rank, world, epoch, workers, batch_size=16, skip=0):
+    stream = BatchStream(corpus, batch_size, tok.pad_token_id, seed=7, rank=rank, world_size=world)
+    calls = iter([epoch])
+    loader = StreamingLoader(stream, num_workers=workers, epoch_fn=lambda: next(calls),
+                             resume_fn=lambda e: skip)
+    batches = list(loader)
+    return iterate_records(corpus, batches), len(batches), len(loader)
+
+
+def test_two_ranks_two_workers_cover_each_record_once_per_epoch(corpus, tok):
+    n = len(corpus)
+    assert n == 1003
+    per_rank = [_epoch_records(corpus, tok, r, 2, epoch=0, workers=2) for r in range(2)]
+    seen = per_rank[0][0] + per_rank[1][0]
+    assert sorted(seen) == list(range(n))  # complete and disjoint
+    # every rank yields the same number of batches (DDP ranks never wait on each other) = len()
+    assert per_rank[0][1] == per_rank[1][1] == per_rank[0][2]
+    # the next epoch visits the records in a different order, still exactly once
+    nxt = _epoch_records(corpus, tok, 0, 2, epoch=1, workers=2)[0] + _epoch_records(corpus, tok, 1, 2, 1, 2)[0]
+    assert sorted(nxt) == list(range(n)) and nxt != seen
+    # the order is a pure function of (seed, epoch): workers do not change it
+    assert _epoch_records(corpus, tok, 0, 2, epoch=0, workers=0)[0] == per_rank[0][0]
+
+
+@pytest.mark.parametrize("skip", [1, 5, 30])
+def test_resume_mid_epoch_yields_exactly_the_rest(corpus, tok, skip):
+    full, n_batches, _ = _epoch_records(corpus, tok, 1, 2, epoch=3, workers=2)
+    batch_plan = rank_batches(len(corpus), 16, 1, 2, 3, 7, True)
+    done = sum(len(b) for b in batch_plan[:skip])
+    rest, _, _ = _epoch_records(corpus, tok, 1, 2, epoch=3, workers=2, skip=skip)
+    assert rest == full[done:]
+
+
+def test_batches_are_padded_and_match_the_tokens(corpus, tok):
+    stream = BatchStream(corpus, 8, tok.pad_token_id, shuffle=False)
+    batch = next(iter(stream))
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert ids.dtype == torch.long and ids.shape == mask.shape
+    for row, index in enumerate(batch["record_index"].tolist()):
+        expected = corpus.token_ids(index)
+        assert ids[row, : len(expected)].tolist() == expected.tolist()
+        assert (ids[row, len(expected):] == tok.pad_token_id).all()
+        assert mask[row].sum() == len(expected)
+
+
+def test_garbage_lines_are_counted_and_logged(tok, smiles_file, tmp_path, caplog):
+    path = smiles_file(100, extra=["not a smiles!", "", "CC[Xe]", "C" * 400])
+    with caplog.at_level(logging.WARNING):
+        corpus = TokenizedCorpus.build(RecordFile(str(path)), tok, max_tokens=200, cache_dir=tmp_path)
+    assert len(corpus) == 100
+    assert corpus.meta["n_invalid"] == 3 and corpus.meta["n_too_long"] == 1
+    assert "skipped 3 invalid" in caplog.text and "CC[Xe]" in caplog.text
+
+
+def test_dna_with_n_is_reported(tmp_path, caplog):
+    path = tmp_path / "dna.txt"
+    path.write_text("ACGTACGT\nACGNACGT\nTTTT\n")
+    with caplog.at_level(logging.WARNING):
+        corpus = TokenizedCorpus.build(RecordFile(str(path)), load_tokenizer("dna-k4"), cache_dir=tmp_path)
+    assert len(corpus) == 2 and corpus.meta["n_invalid"] == 1
+    assert "ACGNACGT" in caplog.text
+    only_bad = tmp_path / "bad.txt"
+    only_bad.write_text("NNNN\nACGN\n")
+    with pytest.raises(DataFileError, match="none of 2 records is usable"):
+        TokenizedCorpus.build(RecordFile(str(only_bad)), load_tokenizer("dna"), cache_dir=tmp_path)
+
+
+def test_missing_file_and_column_errors(tok, tmp_path):
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        TokenizedCorpus.build(RecordFile(str(tmp_path / "nope.smi")), tok, cache_dir=tmp_path)
+    csv = tmp_path / "mols.csv"
+    csv.write_text("smiles,y\nCCO,1\n")
+    with pytest.raises(DataFileError, match=r"no column \['SMILES'\]; columns are \['smiles', 'y'\]"):
+        TokenizedCorpus.build(RecordFile(str(csv), "SMILES"), tok, cache_dir=tmp_path)
+
+
+def test_interrupted_build_leaves_no_complete_looking_cache(tok, smiles_file, tmp_path, monkeypatch):
+    path = smiles_file(50)
+    calls = {"n": 0}
+    original = np.save
+
+    def failing_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        TokenizedCorpus.build(RecordFile(str(path)), tok, cache_dir=tmp_path / "c")
+    assert not list((tmp_path / "c").iterdir())  # no entry, not even a partial one
+    monkeypatch.setattr(np, "save", original)
+    corpus = TokenizedCorpus.build(RecordFile(str(path)), tok, cache_dir=tmp_path / "c")
+    assert len(corpus) == 50
+
+
+def test_cache_is_reused_and_invalidated_by_file_change(tok, smiles_file, tmp_path):
+    path = smiles_file(20)
+    first = TokenizedCorpus.build(RecordFile(str(path)), tok, cache_dir=tmp_path / "c")
+    assert TokenizedCorpus.build(RecordFile(str(path)), tok, cache_dir=tmp_path / "c").directory == first.directory
+    path.write_text("CCO\nCCN\n")
+    changed = TokenizedCorpus.build(RecordFile(str(path)), tok, cache_dir=tmp_path / "c")
+    assert changed.directory != first.directory and len(changed) == 2
+
+
+def test_csv_filters(tmp_path):
+    path = tmp_path / "dna.tsv"
+    path.write_text("sequence\tchr\nACGT\tchr1\nAAAA\tchr7\nCCCC\tchrX\nGGGG\tchr2\n")
+    tok = load_tokenizer("dna")
+    train = TokenizedCorpus.build(RecordFile(str(path), "sequence", exclude={"chr": ["chr7", "chrX"]}), tok,
+                                  cache_dir=tmp_path)
+    val = TokenizedCorpus.build(RecordFile(str(path), "sequence", where={"chr": ["chr7"]}), tok, cache_dir=tmp_path)
+    decode = lambda c: [tok.decode(c.token_ids(i), skip_special_tokens=True) for i in range(len(c))]  # noqa
+    assert decode(train) == ["ACGT", "GGGG"] and decode(val) == ["AAAA"]
