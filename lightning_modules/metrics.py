@@ -58,3 +58,98 @@ class Uniqueness(Metric):
         if hashes.numel() == 0:
             return torch.tensor(0.0)
         return torch.unique(hashes).numel() / torch.tensor(float(hashes.numel()))
+
+
+class Novelty(Metric):
+    """Fraction of distinct valid canonical samples that are not in ``reference`` (MOSES novelty).
+
+    As in MOSES, ``reference`` strings are compared as given (MOSES training SMILES are already
+    canonical); pass ``canonicalize_reference=True`` for other sets.
+    """
+
+    full_state_update = False
+
+    def __init__(self, reference, domain: str = "smiles", canonicalize_reference: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.canon = canonicaliser(domain)
+        ref = (self.canon(s) for s in reference) if canonicalize_reference else reference
+        self.reference = {_hash64(s) for s in ref if s}
+        self.add_state("hashes", [], dist_reduce_fx="cat")
+
+    def update(self, samples: Sequence[str]) -> None:
+        canon = [c for c in map(self.canon, samples) if c is not None]
+        self.hashes.append(torch.tensor([_hash64(c) for c in canon], dtype=torch.long, device=self.device))
+
+    def compute(self) -> torch.Tensor:
+        hashes = self.hashes if isinstance(self.hashes, torch.Tensor) else (
+            torch.cat(self.hashes) if self.hashes else torch.zeros(0, dtype=torch.long))
+        distinct = set(torch.unique(hashes).tolist())
+        if not distinct:
+            return torch.tensor(0.0)
+        return torch.tensor(len(distinct - self.reference) / len(distinct))
+
+
+def morgan_bits(smiles: Sequence[str], radius: int = 2, n_bits: int = 1024) -> torch.Tensor:
+    """Morgan bit vectors (uint8 [n, n_bits]) of valid SMILES; invalid ones are skipped."""
+    import numpy as np
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+    rows = []
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s) if s else None
+        if mol is None:
+            continue
+        array = np.zeros(n_bits, dtype=np.uint8)
+        DataStructs.ConvertToNumpyArray(generator.GetFingerprint(mol), array)
+        rows.append(array)
+    return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, n_bits, dtype=torch.uint8)
+
+
+def mean_pairwise_tanimoto(a: torch.Tensor, b: torch.Tensor, p: int = 1, chunk: int = 4096) -> torch.Tensor:
+    """Mean over all (a_i, b_j) pairs of Tanimoto^p; two empty fingerprints count as similarity 1."""
+    total = torch.zeros((), dtype=torch.float64)
+    b = b.float()
+    b_sum = b.sum(1)
+    for start in range(0, a.size(0), chunk):
+        x = a[start:start + chunk].float()
+        inter = x @ b.T
+        union = x.sum(1, keepdim=True) + b_sum[None, :] - inter
+        sim = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+        total += (sim.double() ** p).sum()
+    return total / (a.size(0) * b.size(0))
+
+
+class InternalDiversity(Metric):
+    """MOSES IntDiv_p = 1 − (mean over all ordered pairs, self-pairs included, of Tanimoto^p)^(1/p)
+    on Morgan fingerprints (radius 2, 1024 bits) of the valid samples (duplicates kept)."""
+
+    full_state_update = False
+
+    def __init__(self, p: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.p = p
+        self.add_state("fps", [], dist_reduce_fx="cat")
+
+    def update(self, samples: Sequence[str]) -> None:
+        self.fps.append(morgan_bits(samples).to(self.device))
+
+    def compute(self) -> torch.Tensor:
+        fps = self.fps if isinstance(self.fps, torch.Tensor) else (
+            torch.cat(self.fps) if self.fps else torch.zeros(0, 1024, dtype=torch.uint8))
+        if fps.size(0) == 0:
+            return torch.tensor(0.0)
+        return (1 - mean_pairwise_tanimoto(fps.cpu(), fps.cpu(), self.p) ** (1 / self.p)).float()
+
+
+def frechet_chemnet_distance(samples: Sequence[str], reference: Sequence[str], device: str = "cpu",
+                             n_jobs: int = 1) -> float:
+    """FCD between valid samples and a reference set, via the optional ``fcd-torch`` package
+    (it ships the ChemNet weights, so it works offline): ``pip install 'rewardfit[fcd]'``."""
+    try:
+        from fcd_torch import FCD
+    except ImportError as err:
+        raise ImportError("FCD needs the optional fcd-torch package: pip install 'rewardfit[fcd]'") from err
+    valid = [s for s in samples if canonicaliser("smiles")(s) is not None]
+    return float(FCD(device=device, n_jobs=n_jobs)(valid, list(reference)))

@@ -1,0 +1,51 @@
+import itertools
+
+import pytest
+import torch
+from rdkit import Chem, DataStructs
+from rdkit.Chem import rdFingerprintGenerator
+
+from lightning_modules.metrics import InternalDiversity, Novelty, Uniqueness, Validity
+
+
+def _value(metric, samples):
+    metric.update(samples)
+    return float(metric.compute())
+
+
+def test_validity_counts_unparsable_and_empty():
+    assert _value(Validity(), ["CCO", "not-a-smiles", "C1CC", "", "c1ccccc1"]) == pytest.approx(2 / 5)
+    assert _value(Validity("dna"), ["ACGT", "ACGN", ""]) == pytest.approx(1 / 3)
+
+
+def test_uniqueness_uses_canonical_forms_among_valid():
+    assert _value(Uniqueness(), ["CCO", "OCC", "CCN", "xx"]) == pytest.approx(2 / 3)
+    assert _value(Uniqueness(), ["bad"]) == 0.0
+
+
+def test_novelty_against_a_reference():
+    novelty = Novelty(reference=["CCO", "c1ccccc1"])
+    assert _value(novelty, ["OCC", "CCN", "CCN", "invalid"]) == pytest.approx(1 / 2)
+    canon = Novelty(reference=["OCC"], canonicalize_reference=True)
+    assert _value(canon, ["CCO"]) == 0.0
+
+
+def test_internal_diversity_known_values(chembl_smiles):
+    assert _value(InternalDiversity(), ["CCO", "CCO"]) == pytest.approx(0.0)
+    # brute force with RDKit's own Tanimoto over all ordered pairs, self-pairs included
+    mols = chembl_smiles[:40]
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
+    fps = [gen.GetFingerprint(Chem.MolFromSmiles(s)) for s in mols]
+    sims = [DataStructs.TanimotoSimilarity(a, b) for a, b in itertools.product(fps, fps)]
+    expected = 1 - sum(sims) / len(sims)
+    assert _value(InternalDiversity(), mols + ["invalid("]) == pytest.approx(expected, abs=1e-6)
+    p2 = 1 - (sum(s ** 2 for s in sims) / len(sims)) ** 0.5
+    assert _value(InternalDiversity(p=2), mols) == pytest.approx(p2, abs=1e-6)
+
+
+def test_metrics_accumulate_over_updates():
+    metric = Uniqueness()
+    metric.update(["CCO"])
+    metric.update(["OCC", "CCC"])
+    assert float(metric.compute()) == pytest.approx(2 / 3)
+    assert isinstance(Validity().compute(), torch.Tensor)
