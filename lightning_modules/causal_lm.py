@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
 from networks.architectures import Architecture, MolGPT, check_vocab
+from networks.sampling import sample
 from networks.tokenizers import load_tokenizer
 
 IGNORE = -100
@@ -112,26 +113,11 @@ class CausalLMPretraining(L.LightningModule):
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    @torch.no_grad()
     def sample(self, n: int, max_new_tokens: int = 128, temperature: float = 1.0,
                top_k: int | None = None, batch_size: int = 512) -> list[str]:
-        """Draw ``n`` sequences from the model (``transformers.generate`` with its KV cache)."""
-        was_training = self.model.training
-        self.model.eval()
-        out: list[str] = []
-        tok = self.tokenizer
-        try:
-            for start in range(0, n, batch_size):
-                rows = min(batch_size, n - start)
-                prompt = torch.full((rows, 1), tok.bos_token_id, dtype=torch.long, device=self.device)
-                ids = self.model.generate(
-                    prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
-                    temperature=temperature, top_k=top_k or 0, max_new_tokens=max_new_tokens,
-                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-                out.extend(tok.batch_decode(ids, skip_special_tokens=True))
-        finally:
-            self.model.train(was_training)
-        return out
+        """Draw ``n`` sequences with the KV-cached sampler (``networks.sampling.sample``)."""
+        return sample(self.model, self.tokenizer, n, max_new_tokens, temperature, top_k,
+                      batch_size=batch_size).texts
 
     def export_pretrained(self, directory: str | Path) -> Path:
         """Write a Hugging Face model directory (weights, config, tokenizer) atomically."""

@@ -119,39 +119,56 @@ def sample(
     return SampleBatch(ids, mask, logprobs, model_lp, finished, decoder(ids))
 
 
+def _select_rows(past, keep: torch.Tensor) -> None:
+    """Keep only the cached keys/values of the rows in ``keep`` (in place)."""
+    for layer in getattr(past, "layers", []):
+        layer.batch_select_indices(keep)
+
+
 def _sample_batch(model, tokenizer, rows, max_new_tokens, temperature, top_k, top_p, generator,
                   want_model_lp, device):
+    """Sample one batch. Finished rows are dropped from the forward pass (and their KV cache
+    rows discarded) once enough have finished, so short sequences stop costing compute."""
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
     tokens = torch.full((rows, 1), bos, dtype=torch.long, device=device)
-    out = [tokens]
+    out = [tokens.squeeze(1)]
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     logprob = torch.zeros(rows, device=device)
     model_lp = torch.zeros(rows, device=device)
+    active = torch.arange(rows, device=device)  # rows still fed to the model
     past = None
     for _ in range(max_new_tokens):
         step = model(input_ids=tokens, past_key_values=past, use_cache=True)
         past = step.past_key_values
         logits = step.logits[:, -1].float()
-        filtered = filter_logits(logits, temperature, top_k, top_p)
-        logp = filtered.log_softmax(-1)
         if top_k == 1:
-            tokens = logits.argmax(-1, keepdim=True)
+            new = logits.argmax(-1, keepdim=True)
+            logp = filter_logits(logits, temperature, top_k, top_p).log_softmax(-1)
         else:
-            tokens = torch.multinomial(logp.exp(), 1, generator=generator)
-        live = ~done
-        logprob += torch.where(live, logp.gather(1, tokens).squeeze(1), 0.0)
+            logp = filter_logits(logits, temperature, top_k, top_p).log_softmax(-1)
+            new = torch.multinomial(logp.exp(), 1, generator=generator)
+        live = ~done[active]
+        logprob[active] += torch.where(live, logp.gather(1, new).squeeze(1), 0.0)
         if want_model_lp:
-            model_lp += torch.where(live, logits.log_softmax(-1).gather(1, tokens).squeeze(1), 0.0)
-        tokens = tokens.masked_fill(done.unsqueeze(1), pad)
-        out.append(tokens)
-        done |= tokens.squeeze(1) == eos
-        if bool(done.all()):
+            model_lp[active] += torch.where(live, logits.log_softmax(-1).gather(1, new).squeeze(1), 0.0)
+        new = new.masked_fill(~live.unsqueeze(1), pad)
+        column = torch.full((rows,), pad, dtype=torch.long, device=device)
+        column[active] = new.squeeze(1)
+        out.append(column)
+        done[active] |= new.squeeze(1) == eos
+        still = ~done[active]
+        n_still = int(still.sum())
+        if n_still == 0:
             break
-    ids = torch.cat(out, dim=1)
+        tokens = new
+        if n_still <= 0.875 * active.numel():  # compact: drop finished rows from the batch
+            keep = still.nonzero().squeeze(1)
+            _select_rows(past, keep)
+            active, tokens = active[keep], new[keep]
+    ids = torch.stack(out, dim=1)
     # attention covers <bos> … the first <eos> (inclusive), or everything if none was produced
-    is_eos = ids == eos
-    before_first_eos = (torch.cumsum(is_eos.long(), dim=1) - is_eos.long()) == 0
-    mask = before_first_eos.long()
+    is_eos = (ids == eos).long()
+    mask = ((torch.cumsum(is_eos, dim=1) - is_eos) == 0).long()
     return ids.cpu(), mask.cpu(), logprob.cpu(), model_lp.cpu(), done.cpu()
 
 
