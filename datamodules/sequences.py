@@ -114,6 +114,11 @@ class SequenceDataModule(L.LightningDataModule):
     def test_dataloader(self) -> StreamingLoader:
         return StreamingLoader(self._stream("test", self.val_batch_size, shuffle=False), self.num_workers)
 
+    def predict_dataloader(self) -> StreamingLoader:
+        """Predict on the test split if there is one, else validation."""
+        stage = "test" if self.record_file("test") is not None else "val"
+        return StreamingLoader(self._stream(stage, self.val_batch_size, shuffle=False), self.num_workers)
+
     def state_dict(self) -> dict:
         """The position in the training stream: epoch and batches already trained in it."""
         trainer = self.trainer

@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
 from networks.architectures import Architecture, MolGPT, check_vocab
-from networks.sampling import sample
+from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
 
 IGNORE = -100
@@ -97,6 +97,20 @@ class CausalLMPretraining(L.LightningModule):
         self.log("val/ppl", self.val_ppl.compute(), prog_bar=True)
         self.val_loss.reset()
         self.val_ppl.reset()
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self):
+        self.log("test/loss", self.val_loss.compute())
+        self.log("test/ppl", self.val_ppl.compute())
+        self.val_loss.reset()
+        self.val_ppl.reset()
+
+    def predict_step(self, batch, batch_idx):
+        """Per-sequence log-probabilities of the batch under the model (``main.py predict``)."""
+        logps = sequence_logprob(self.model, batch["input_ids"], batch["attention_mask"])
+        return {"record_index": batch.get("record_index"), "logprob": logps.detach().cpu()}
 
     def configure_optimizers(self):
         hp = self.hparams

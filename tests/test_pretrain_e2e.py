@@ -33,6 +33,8 @@ def test_thirty_step_cli_fit_lowers_the_loss_and_exports(tmp_path, monkeypatch):
     assert len(losses) >= 5
     assert losses[-1] < losses[0] - 1.0, losses  # ln(111) ≈ 4.7 at the start
     assert any(r.get("val/ppl") for r in rows)
+    validity = [float(r["samples/validity"]) for r in rows if r.get("samples/validity")]
+    assert validity and all(0.0 <= v <= 1.0 for v in validity)  # the SampleQuality callback ran
 
     # the export is a plain Hugging Face directory whose samples decode to SMILES
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
@@ -97,3 +99,16 @@ def test_sampling_gives_strings(tmp_path):
     assert len(samples) == 10
     assert all(isinstance(s, str) for s in samples)
     assert sum(canonical_smiles(s) is not None for s in samples) <= 10
+
+
+def test_dna_tiny_config_trains_and_predicts(tmp_path, monkeypatch):
+    """The DNA path end to end on the shipped DHS data: fit a few steps, then `predict`."""
+    monkeypatch.setattr("sys.argv", ["main.py"])
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(ROOT / "configs/pretrain/dnagpt_tiny.yaml"), "--trainer.max_steps=4",
+            "--trainer.val_check_interval=2", "--data.init_args.val_limit=64", "--trainer.enable_progress_bar=false"]
+    cli = cli_main(["fit", *args])
+    assert cli.trainer.global_step == 4
+    cli = cli_main(["predict", *args, "--trainer.limit_predict_batches=1"])
+    (out,) = cli.trainer.predict_loop.predictions
+    assert out["logprob"].shape == (32,) and (out["logprob"] < 0).all()

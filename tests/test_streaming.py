@@ -140,3 +140,33 @@ def test_csv_filters(tmp_path):
     val = TokenizedCorpus.build(RecordFile(str(path), "sequence", where={"chr": ["chr7"]}), tok, cache_dir=tmp_path)
     decode = lambda c: [tok.decode(c.token_ids(i), skip_special_tokens=True) for i in range(len(c))]  # noqa
     assert decode(train) == ["ACGT", "GGGG"] and decode(val) == ["AAAA"]
+
+
+def test_dhs_datamodule_uses_the_files_chromosome_split():
+    from datamodules import DHSDataModule
+
+    data = DHSDataModule(batch_size=64, val_limit=None)
+    data.setup()
+    sizes = {stage: len(corpus) for stage, corpus in data.corpora.items()}
+    assert sizes == {"train": 39_254, "val": 4_053, "test": 4_565}
+    batch = next(iter(data.val_dataloader()))
+    assert batch["input_ids"].shape == (64, 52)  # 200 bp = 50 4-mers + <bos>/<eos>
+
+
+def test_mpra_reader_on_a_synthetic_table(tmp_path):
+    from datamodules import MPRADataModule
+
+    rng = np.random.default_rng(0)
+    chroms = ["1", "7", "13", "19", "21", "X", "2"] * 5
+    lines = ["IDs\tchr\tsequence\tK562_log2FC\tHepG2_log2FC\tSKNSH_log2FC"]
+    for i, chrom in enumerate(chroms):
+        seq = "".join(rng.choice(list("ACGT"), 200))
+        lines.append(f"seq{i}\t{chrom}\t{seq}\t0.1\t0.2\t0.3")
+    lines.append("bad\t1\tACGTNNACGT\t0\t0\t0")
+    path = tmp_path / "mpra.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    data = MPRADataModule(str(path), batch_size=4)
+    data.setup()
+    sizes = {stage: len(corpus) for stage, corpus in data.corpora.items()}
+    assert sizes == {"train": 10, "val": 15, "test": 10}  # chr1+chr2 train; 19/21/X val; 7/13 test
+    assert data.corpora["train"].meta["n_invalid"] == 1
