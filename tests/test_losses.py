@@ -1,0 +1,173 @@
+"""ERA and DPO losses: hand-computed values, symmetry, fixed point, and convergence to π*."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.losses import bernoulli_kl, dpo_loss, era_logits, era_loss, nll_loss
+from lightning_modules.pairs import all_pairs, make_pairs, n_pairs, pair_from_linear, sample_pairs
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def t(*values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_era_loss_hand_computed():
+    # one pair: log π = (-2, -3), log π_ref = (-1, -4), U = (0.5, 0.2), β = 2, γ = 1
+    beta, gamma = 2.0, 1.0
+    bp, gp = beta / 2, gamma / 2
+    l_pi = -3 - (-2)
+    l_star = -bp * (0.2 - 0.5) + gp * (-4 - (-1))
+    p, q = sig(l_star), sig(l_pi)
+    forward = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+    reverse = q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p))
+    args = (t(-2.0), t(-3.0), t(-1.0), t(-4.0), t(0.5), t(0.2))
+    assert era_loss(*args, beta=beta, gamma=gamma).item() == pytest.approx(forward, rel=1e-12)
+    assert era_loss(*args, beta=beta, gamma=gamma, reverse_kl=True).item() == pytest.approx(reverse, rel=1e-12)
+
+
+def test_era_symmetric_under_swapping_the_pair():
+    g = torch.Generator().manual_seed(0)
+    a, b, ra, rb, ua, ub = (torch.randn(16, generator=g, dtype=torch.float64) for _ in range(6))
+    for reverse in (False, True):
+        one = era_loss(a, b, ra, rb, ua, ub, beta=3.0, gamma=0.5, reverse_kl=reverse)
+        two = era_loss(b, a, rb, ra, ub, ua, beta=3.0, gamma=0.5, reverse_kl=reverse)
+        assert one.item() == pytest.approx(two.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_zero_loss_and_zero_gradient_at_the_target(reverse):
+    beta, gamma = 4.0, 0.3
+    bp, gp = beta / (1 + gamma), gamma / (1 + gamma)
+    g = torch.Generator().manual_seed(1)
+    u1, u2, r1, r2 = (torch.randn(8, generator=g, dtype=torch.float64) for _ in range(4))
+    pi1 = torch.randn(8, generator=g, dtype=torch.float64, requires_grad=True)
+    # choose π(y₂) so that the policy logit equals the target logit
+    pi2 = (pi1.detach() - bp * (u2 - u1) + gp * (r2 - r1)).requires_grad_(True)
+    loss = era_loss(pi1, pi2, r1, r2, u1, u2, beta=beta, gamma=gamma, reverse_kl=reverse)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    assert pi1.grad.abs().max() < 1e-12 and pi2.grad.abs().max() < 1e-12
+
+
+def test_target_is_not_trained_through_reference_or_energies():
+    r = t(-1.0, -2.0).requires_grad_(True)
+    _, target = era_logits(t(0.0), t(1.0), r[:1], r[1:], t(0.0), t(1.0), 1.0, 1.0)
+    assert not target.requires_grad
+
+
+def test_bernoulli_kl_is_nonnegative_and_zero_on_equal():
+    x = torch.linspace(-8, 8, 41, dtype=torch.float64)
+    assert (bernoulli_kl(x, x.flip(0)) >= 0).all()
+    assert bernoulli_kl(x, x).abs().max() < 1e-15
+
+
+def test_nonfinite_energies_are_rejected():
+    with pytest.raises(ValueError, match="energies_2 has 1 non-finite"):
+        era_loss(t(0.0), t(0.0), t(0.0), t(0.0), t(1.0), t(float("nan")))
+    with pytest.raises(ValueError, match="non-finite"):
+        dpo_loss(t(0.0), t(0.0), t(0.0), t(0.0), t(float("inf")), t(1.0))
+    with pytest.raises(ValueError, match="beta and gamma"):
+        era_loss(t(0.0), t(0.0), t(0.0), t(0.0), t(0.0), t(0.0), beta=-1.0)
+
+
+def _tabular_optimum(energies, ref_logp, beta, gamma, loss_fn):
+    """Minimise the mean pair loss over free logits with L-BFGS (Adam converges too, slower)."""
+    n = energies.numel()
+    i, j = (torch.from_numpy(x) for x in all_pairs(n))
+    theta = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logp = theta.log_softmax(0)
+        loss = loss_fn(logp[i], logp[j], ref_logp[i], ref_logp[j], energies[i], energies[j], beta=beta, gamma=gamma)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return theta.detach().softmax(0)
+
+
+@pytest.mark.parametrize("beta,gamma", [(1.0, 0.0), (5.0, 0.0), (2.0, 0.5), (10.0, 2.0)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_era_converges_to_the_analytic_optimum(beta, gamma, reverse):
+    """On a free-logit categorical over 10 items with all 45 pairs, ERA's minimiser is
+    π* ∝ exp(−β'U + γ' log π_ref). A pairing bug or a dropped regulariser fails this test."""
+    g = torch.Generator().manual_seed(int(beta * 10 + gamma * 100))
+    energies = torch.rand(10, generator=g, dtype=torch.float64)
+    ref_logp = torch.randn(10, generator=g, dtype=torch.float64).log_softmax(0)
+    bp, gp = beta / (1 + gamma), gamma / (1 + gamma)
+    target = (-bp * energies + gp * ref_logp).softmax(0)
+    fn = lambda *a, **k: era_loss(*a, **k, reverse_kl=reverse)  # noqa: E731
+    learned = _tabular_optimum(energies, ref_logp, beta, gamma, fn)
+    tv = 0.5 * (learned - target).abs().sum().item()
+    assert tv < 0.01, tv
+    if gamma == 0:  # the Boltzmann distribution
+        assert torch.allclose(target, (-beta * energies).softmax(0))
+
+
+def test_dpo_prefers_lower_energy_with_the_right_sign():
+    # y₂ has the lower energy: raising log π(y₂) must lower the loss
+    pi2 = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    loss = dpo_loss(t(0.0), pi2, t(0.0), t(0.0), t(1.0), t(0.0), beta=0.5)
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(2))
+    assert pi2.grad.item() < 0
+    # hand-computed value, and the same loss when the pair is written the other way round
+    value = -math.log(sig(0.5 * ((-1 - -2) - (-3 - -2.5))))
+    a = dpo_loss(t(-3.0), t(-1.0), t(-2.5), t(-2.0), t(2.0), t(1.0), beta=0.5).item()
+    b = dpo_loss(t(-1.0), t(-3.0), t(-2.0), t(-2.5), t(1.0), t(2.0), beta=0.5).item()
+    assert a == pytest.approx(value) and b == pytest.approx(value)
+    # bounded below by 0; ties are skipped
+    assert dpo_loss(t(0.0), t(50.0), t(0.0), t(0.0), t(1.0), t(0.0)).item() >= 0
+    assert dpo_loss(t(0.0), t(1.0), t(0.0), t(0.0), t(1.0), t(1.0)).item() == 0.0
+
+
+def test_nll():
+    assert nll_loss(t(-1.0, -3.0)).item() == 2.0
+
+
+# ---------------------------------------------------------------- pairs
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 50])
+def test_all_pairs_counts_and_no_self_pairs(n):
+    i, j = all_pairs(n)
+    assert len(i) == n_pairs(n) == n * (n - 1) // 2
+    assert (i < j).all()
+    assert len(set(zip(i.tolist(), j.tolist()))) == len(i)
+
+
+def test_linear_index_mapping_matches_enumeration():
+    n = 37
+    i, j = all_pairs(n)
+    li, lj = pair_from_linear(np.arange(n_pairs(n)), n)
+    assert (li == i).all() and (lj == j).all()
+
+
+def test_sampled_pairs_are_distinct_and_seeded():
+    a = sample_pairs(1000, 5000, seed=3)
+    b = sample_pairs(1000, 5000, seed=3)
+    c = sample_pairs(1000, 5000, seed=4)
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+    assert not ((a[0] == c[0]).all() and (a[1] == c[1]).all())
+    pairs = set(zip(a[0].tolist(), a[1].tolist()))
+    assert len(pairs) == 5000 and all(i < j < 1000 for i, j in pairs)
+    assert len(sample_pairs(4, 100)[0]) == 6  # asking for more than exist gives all of them
+
+
+def test_identical_sequences_are_never_paired():
+    seqs = ["CCO", "CCN", "CCO", "c1ccccc1", "CCN"]
+    i, j = make_pairs(seqs)
+    assert len(i) == 3  # three distinct sequences
+    assert all(seqs[a] != seqs[b] for a, b in zip(i, j))
+    assert len(make_pairs(["CCO", "CCO"])[0]) == 0
+    assert len(make_pairs(2)[0]) == 1
