@@ -1,0 +1,151 @@
+import itertools
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem, DataStructs
+from rdkit.Chem import QED as RDQED
+from rdkit.Chem import Crippen, Descriptors, Lipinski, rdFingerprintGenerator, rdMolDescriptors
+
+from datamodules.sources import moses_path, read_records
+from oracles import rdkit_properties as P
+from oracles.base import MoleculeOracle
+from oracles.combine import EnergyVector, WeightedSum
+from oracles.config import oracle_from_config
+from oracles.rdkit_properties import _load_sascorer
+from oracles.transforms import Clip, Compose, Harmonic, Negate, NegLog
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def moses_1000():
+    return list(itertools.islice(read_records(moses_path("test"), "SMILES"), 1000))
+
+
+REFERENCE = {
+    P.QED: RDQED.qed, P.LogP: Crippen.MolLogP, P.MolarRefractivity: Crippen.MolMR,
+    P.TPSA: rdMolDescriptors.CalcTPSA, P.FractionSP3: rdMolDescriptors.CalcFractionCSP3,
+    P.HeavyAtoms: lambda m: m.GetNumHeavyAtoms(), P.RingCount: rdMolDescriptors.CalcNumRings,
+    P.AromaticRings: rdMolDescriptors.CalcNumAromaticRings, P.HBondDonors: Lipinski.NumHDonors,
+    P.HBondAcceptors: Lipinski.NumHAcceptors, P.RotatableBonds: Lipinski.NumRotatableBonds,
+    P.MolWeight: Descriptors.MolWt,
+}
+
+
+@pytest.mark.parametrize("cls", list(REFERENCE), ids=lambda c: c.__name__)
+def test_properties_equal_rdkit_exactly(cls, moses_1000):
+    scores = cls()(moses_1000)
+    assert scores.valid.all()
+    expected = [float(REFERENCE[cls](Chem.MolFromSmiles(Chem.MolToSmiles(Chem.MolFromSmiles(s)))))
+                for s in moses_1000]
+    assert scores.values[cls.name].tolist() == expected
+    assert scores.energies.tolist() == expected  # identity transform by default
+
+
+def test_sa_score_equals_contrib_sascorer(moses_1000):
+    sascorer = _load_sascorer()
+    mols = moses_1000[:300]
+    expected = [sascorer.calculateScore(Chem.MolFromSmiles(Chem.MolToSmiles(Chem.MolFromSmiles(s)))) for s in mols]
+    assert P.SAScore()(mols).values["sa"].tolist() == expected
+
+
+def test_tanimoto_and_substructure():
+    target = "c1ccccc1O"
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    expected = DataStructs.TanimotoSimilarity(gen.GetFingerprint(Chem.MolFromSmiles("c1ccccc1N")),
+                                              gen.GetFingerprint(Chem.MolFromSmiles(target)))
+    sim = P.TanimotoSimilarity(target)(["Oc1ccccc1", "c1ccccc1N"]).values["tanimoto"]
+    assert sim.tolist() == [1.0, expected]
+    present = P.Substructure("c1ccccc1")(["c1ccccc1C", "CCCC"]).values["substructure"]
+    absent = P.Substructure("c1ccccc1", present=False)(["c1ccccc1C", "CCCC"]).values["substructure"]
+    assert present.tolist() == [1.0, 0.0] and absent.tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="does not parse"):
+        P.TanimotoSimilarity("C1CC")
+
+
+class NaNProperty(MoleculeOracle):
+    name = "nan"
+
+    def compute(self, mol):
+        return float("nan") if mol.GetNumAtoms() > 2 else 1.0
+
+
+def test_bad_inputs_get_the_penalty_and_are_flagged():
+    oracle = P.QED(transform=NegLog(), penalty=4.5)
+    batch = ["CCO", "not a smiles", "", "C" * 5000, None, "C1CC", "c1ccccc1"]
+    scores = oracle(batch)
+    assert scores.valid.tolist() == [True, False, False, False, False, False, True]
+    assert scores.energies[~scores.valid].eq(4.5).all()
+    assert np.isfinite(scores.energies.numpy()).all()
+    assert scores.energies[0].item() == pytest.approx(-math.log(RDQED.qed(Chem.MolFromSmiles("CCO"))))
+    nan = NaNProperty(penalty=7.0)(["CCCC", "CC"])
+    assert nan.valid.tolist() == [False, True] and nan.energies.tolist() == [7.0, 1.0]
+    with pytest.raises(TypeError, match="list of sequences"):
+        oracle("CCO")
+    with pytest.raises(ValueError, match="finite"):
+        P.QED(penalty=float("nan"))
+
+
+def test_duplicates_are_scored_once_and_cached():
+    calls = []
+
+    class Counting(MoleculeOracle):
+        name = "count"
+
+        def compute(self, mol):
+            calls.append(Chem.MolToSmiles(mol))
+            return mol.GetNumAtoms()
+
+    oracle = Counting()
+    scores = oracle(["CCO", "OCC", "C(O)C", "CCN"])
+    assert scores.values["count"].tolist() == [3, 3, 3, 3] and len(calls) == 2
+    oracle(["CCO", "CCN"])
+    assert len(calls) == 2  # served from the cache
+    clone = pickle.loads(pickle.dumps(P.TanimotoSimilarity("CCO", penalty=2.0)))
+    assert clone(["OCC"]).values["tanimoto"].tolist() == [1.0] and clone.penalty == 2.0
+
+
+def test_transforms():
+    x = np.array([0.5, 1.0, 0.0, -1.0])
+    assert np.allclose(NegLog()(x)[:2], [math.log(2), 0.0]) and np.isnan(NegLog()(x)[2:]).all()
+    assert Harmonic(2.0, 0.5)(np.array([3.0]))[0] == pytest.approx(2.0)
+    assert Negate()(np.array([2.0]))[0] == -2.0
+    assert Compose([NegLog(), Clip(high=1.0)])(np.array([0.01]))[0] == 1.0
+    with pytest.raises(ValueError):
+        Harmonic(0.0, 0.0)
+
+
+def test_weighted_sum_and_vector():
+    qed, logp = P.QED(transform=NegLog(), penalty=4.5), P.LogP(transform=Harmonic(2.0, 1.0))
+    total = WeightedSum([qed, logp], [1.0, 0.5])
+    batch = ["CCO", "c1ccccc1O", "bad"]
+    s_total, s_qed, s_logp = total(batch), qed(batch), logp(batch)
+    assert s_total.energies[:2].tolist() == pytest.approx((s_qed.energies + 0.5 * s_logp.energies)[:2].tolist())
+    assert s_total.energies[2].item() == 4.5 + 0.5 * 10.0 and not s_total.valid[2]
+    vector = EnergyVector([qed, logp])(batch)
+    assert vector.energies.shape == (3, 2) and vector.valid.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="weights"):
+        WeightedSum([qed], [1.0, 2.0])
+
+
+ORACLE_CONFIGS = sorted((ROOT / "configs" / "oracles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ORACLE_CONFIGS, ids=lambda p: p.stem)
+def test_oracle_config_snippets_build_and_score(path):
+    oracle = oracle_from_config(path)
+    scores = oracle(["CC(=O)Oc1ccccc1C(=O)O", "invalid"])
+    assert scores.valid.tolist() == [True, False]
+    assert np.isfinite(scores.energies.numpy()).all()
+
+
+def test_oracle_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("class_path: oracles.rdkit_properties.QED\ninit_args: {penalty: 4.5, transfrom: 1}\n")
+    with pytest.raises(Exception, match="transfrom"):
+        oracle_from_config(bad)
+    with pytest.raises(FileNotFoundError):
+        oracle_from_config(tmp_path / "missing.yaml")
