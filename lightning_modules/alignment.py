@@ -1,0 +1,259 @@
+"""Offline alignment (ERA or DPO) of a causal LM against an oracle.
+
+The run, from one ``fit`` command:
+1. ``prepare_data`` (once per node): if ``dataset_path`` does not exist, sample ``num_samples``
+   sequences from the reference, score them with the oracle, and store token ids, energies,
+   validity, raw properties and reference log-probabilities as Parquet (written to a temporary
+   file and renamed, so an interrupted preparation never looks complete). The file is reusable
+   and inspectable with pandas.
+2. Training streams pairs of distinct stored samples (all n(n−1)/2 or a seeded subset) and
+   minimises the configured pair objective; the reference log-probabilities are fixed.
+3. Each validation samples from the current policy, scores it and logs, per oracle, the energy
+   and property mean/median/quantiles, validity, uniqueness, a KL(π‖π_ref) estimate, and a
+   histogram of the property under the reference and the policy (logger and PNG).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_modules.metrics import Uniqueness, Validity
+from lightning_modules.pair_losses import ERA, PairObjective
+from lightning_modules.pairs import make_pairs
+from networks.architectures import Architecture, Pretrained
+from networks.sampling import sample, sequence_logprob
+from networks.tokenizers import load_tokenizer
+from oracles.base import Oracle
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteEnergyError(ValueError):
+    pass
+
+
+def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {}
+    q = np.quantile(values, [0.1, 0.5, 0.9])
+    return {f"{prefix}/mean": float(values.mean()), f"{prefix}/median": float(q[1]),
+            f"{prefix}/q10": float(q[0]), f"{prefix}/q90": float(q[2]), f"{prefix}/std": float(values.std())}
+
+
+class OfflineAlignment(L.LightningModule):
+    """Offline pairwise alignment of a pretrained causal LM (ERA by default; DPO as baseline).
+
+    Args:
+        policy: the starting network, normally ``Pretrained(path)``; the reference is a frozen copy.
+        tokenizer: the network's tokenizer (a checkpoint directory or named tokenizer).
+        oracle: energies of samples (lower is better), e.g. ``configs/oracles/qed.yaml``.
+        objective: the pair loss (``ERA(beta, gamma)`` or ``DPO(beta)``).
+        num_samples: reference samples drawn and scored once for the offline data set.
+        max_pairs: pairs drawn (distinct, seeded) from those samples; ``None`` = all.
+        pairs_per_batch: pairs per optimisation step.
+        dataset_path: where the scored samples live (Parquet); made when missing.
+        top_k / temperature / max_new_tokens: sampling settings (the ERA paper: top-k 5, T = 1).
+        val_samples: policy samples drawn at each validation.
+        lr: Adam learning rate.
+        sft_weight: weight of an optional NLL term on the lower-energy member of each pair.
+        domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
+        plot_dir: where histogram PNGs go (default: the trainer's log directory).
+    """
+
+    def __init__(self, oracle: Oracle, policy: Architecture | dict | None = None,
+                 tokenizer: str = "smiles", objective: PairObjective | None = None,
+                 num_samples: int = 2000, max_pairs: int | None = 20000, pairs_per_batch: int = 64,
+                 dataset_path: str = "runs/alignment/offline_samples.parquet", top_k: int | None = 5,
+                 temperature: float = 1.0, max_new_tokens: int = 100, val_samples: int = 500,
+                 lr: float = 1e-6, sft_weight: float = 0.0, seed: int = 0, domain: str = "smiles",
+                 plot_dir: str | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
+        architecture = Architecture.from_config(policy or Pretrained("molgpt-moses"))
+        self.hparams["policy"] = architecture.to_config()
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.model = architecture.build(self.tokenizer)
+        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.oracle = oracle
+        self.objective = objective or ERA()
+        self.history: list[dict[str, float]] = []
+        self._reference_values: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ offline data set
+    def _score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        scores = self.oracle(texts)
+        energies = scores.energies.double().numpy()
+        if energies.ndim != 1:
+            raise ValueError(f"oracle {self.oracle.name!r} returns {energies.ndim}-d energies; "
+                             "offline alignment needs one energy per sample (use WeightedSum)")
+        if not np.isfinite(energies).all():
+            raise NonFiniteEnergyError(
+                f"oracle {self.oracle.name!r} returned {int((~np.isfinite(energies)).sum())} non-finite "
+                "energies; give it a finite penalty for invalid samples")
+        return energies, scores.valid.numpy(), scores.values
+
+    def prepare_data(self) -> None:
+        path = Path(self.hparams.dataset_path)
+        if path.is_file():
+            return
+        hp = self.hparams
+        log.info("sampling %d sequences from the reference for %s", hp.num_samples, path)
+        generator = torch.Generator(device=self.device).manual_seed(hp.seed)
+        batch = sample(self.reference, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature,
+                       hp.top_k, generator=generator, return_model_logprobs=True)
+        energies, valid, values = self._score(batch.texts)
+        lengths = batch.attention_mask.sum(1).tolist()
+        frame = pd.DataFrame({
+            "sequence": batch.texts,
+            "input_ids": [row[:n].tolist() for row, n in zip(batch.input_ids, lengths)],
+            "energy": energies, "valid": valid, "ref_logprob": batch.model_logprobs.double().numpy(),
+            **{f"value_{k}": v for k, v in values.items()},
+        })
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=path.parent)
+        os.close(fd)
+        try:
+            frame.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or hasattr(self, "pair_i"):
+            return
+        frame = pd.read_parquet(self.hparams.dataset_path)
+        if not np.isfinite(frame["energy"].to_numpy()).all():
+            raise NonFiniteEnergyError(f"{self.hparams.dataset_path} holds non-finite energies")
+        width = max(map(len, frame["input_ids"]))
+        ids = torch.full((len(frame), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, tokens in enumerate(frame["input_ids"]):
+            ids[row, : len(tokens)] = torch.as_tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        self.sample_ids, self.sample_mask = ids, mask
+        self.energies = torch.tensor(frame["energy"].to_numpy(), dtype=torch.float32)
+        self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
+        value_cols = [c for c in frame.columns if c.startswith("value_")]
+        self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
+        self._reference_energy = frame["energy"].to_numpy()
+        i, j = make_pairs(list(frame["sequence"]), self.hparams.max_pairs, self.hparams.seed)
+        if len(i) == 0:
+            raise ValueError(f"{self.hparams.dataset_path} has fewer than 2 distinct samples: no pairs")
+        self.pair_i, self.pair_j = torch.from_numpy(i), torch.from_numpy(j)
+        log.info("offline data: %d samples (%d valid), %d pairs", len(frame), int(frame["valid"].sum()), len(i))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.pair_i, self.pair_j), batch_size=self.hparams.pairs_per_batch,
+                          shuffle=True, generator=torch.Generator().manual_seed(self.hparams.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)  # one step: sample and score
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch, batch_idx):
+        i, j = batch
+        rows = torch.cat([i, j])
+        ids = self.sample_ids[rows].to(self.device)
+        mask = self.sample_mask[rows].to(self.device)
+        width = int(mask.sum(1).max())
+        logps = sequence_logprob(self.model, ids[:, :width], mask[:, :width])
+        pi_1, pi_2 = logps.split(len(i))
+        u, ref = self.energies.to(self.device), self.ref_logps.to(self.device)
+        loss = self.objective(pi_1, pi_2, ref[i], ref[j], u[i], u[j])
+        if self.hparams.sft_weight:
+            better = torch.where(u[i] <= u[j], pi_1, pi_2)
+            loss = loss + self.hparams.sft_weight * (-better.mean())
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(i))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate_policy(self, n: int | None = None, seed: int | None = None) -> dict[str, float]:
+        """Sample from the policy, score, and summarise (energy, property, validity, KL)."""
+        hp = self.hparams
+        generator = torch.Generator(device=self.device).manual_seed(hp.seed + 1 if seed is None else seed)
+        batch = sample(self.model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature,
+                       hp.top_k, generator=generator, return_model_logprobs=True)
+        energies, valid, values = self._score(batch.texts)
+        ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        validity, uniqueness = Validity(hp.domain), Uniqueness(hp.domain)
+        validity.update(batch.texts)
+        uniqueness.update(batch.texts)
+        stats = {"samples/validity": float(validity.compute()), "samples/uniqueness": float(uniqueness.compute()),
+                 "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),
+                 **_summary("energy", energies)}
+        for name, vals in values.items():
+            stats.update(_summary(f"property/{name}", vals[valid]))
+        self._value_name = next(iter(values), "energy")
+        self._last_values = values[self._value_name][valid] if values else energies
+        return stats
+
+    def validation_step(self, batch, batch_idx):
+        stats = self.evaluate_policy()
+        stats["step"] = float(self.global_step)
+        self.history.append(stats)
+        for key, value in stats.items():
+            if key != "step" and math.isfinite(value):
+                self.log(key, value, prog_bar=key in ("energy/mean", "samples/validity"), batch_size=1)
+        if not self.trainer.sanity_checking:
+            self._plot()
+
+    def _plot(self) -> None:
+        if not self.trainer.is_global_zero or self._reference_values is None:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        name = self._value_name
+        ref = self._reference_values[np.isfinite(self._reference_values)]
+        cur = self._last_values[np.isfinite(self._last_values)]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        bins = np.histogram_bin_edges(np.concatenate([ref, cur]) if cur.size else ref, bins=40)
+        ax.hist(ref, bins=bins, alpha=0.5, density=True, label=f"reference (n={ref.size})")
+        ax.hist(cur, bins=bins, alpha=0.5, density=True, label=f"policy, step {self.global_step} (n={cur.size})")
+        ax.set_xlabel(name)
+        ax.set_ylabel("density")
+        ax.legend()
+        fig.tight_layout()
+        directory = Path(self.hparams.plot_dir or self.trainer.log_dir or self.trainer.default_root_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.last_plot = directory / f"histogram_{name}.png"
+        fig.savefig(self.last_plot, dpi=120)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_figure"):
+                experiment.add_figure(f"histogram/{name}", fig, global_step=self.global_step)
+        plt.close(fig)
+
+    def on_fit_end(self) -> None:
+        if not self.trainer.is_global_zero or self._reference_values is None or not self.history:
+            return
+        ref = self._reference_values[np.isfinite(self._reference_values)]
+        last = self.history[-1]
+        prop = next((k for k in last if k.startswith("property/") and k.endswith("/mean")), "energy/mean")
+        print(f"\n{'':28s}{'reference':>12s}{'policy':>12s}")
+        print(f"{prop:28s}{ref.mean():12.4f}{last[prop]:12.4f}")
+        print(f"{'energy/mean':28s}{self._reference_energy.mean():12.4f}{last['energy/mean']:12.4f}")
+        print(f"{'samples/validity':28s}{'':>12s}{last['samples/validity']:12.4f}")
+        print(f"{'samples/uniqueness':28s}{'':>12s}{last['samples/uniqueness']:12.4f}")
+        print(f"reference std of {prop}: {ref.std():.4f}; shift = {(last[prop] - ref.mean()) / max(ref.std(), 1e-12):+.2f} std")
+        if getattr(self, "last_plot", None):
+            print(f"histogram: {self.last_plot}")
