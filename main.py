@@ -23,7 +23,7 @@ def cli_main(args=None, run: bool = True) -> RewardfitCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return RewardfitCLI(
         L.LightningModule,
-        L.LightningDataModule,
+        None,  # any LightningDataModule subclass; optional, as offline alignment makes its own data
         subclass_mode_model=True,
         subclass_mode_data=True,
         # A requeued SLURM job writes its config again into the same directory.

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import lightning as L
 
+from networks.architectures import save_pretrained
+
 
 class ExportPretrained(L.Callback):
-    """At the end of ``fit`` (and optionally every validation), rank 0 writes
+    """For any module with ``model`` and ``tokenizer`` attributes: at the end of ``fit`` (and optionally every validation), rank 0 writes
     ``<dirpath or log_dir/pretrained>`` with ``save_pretrained`` weights, config and tokenizer, so
     the result loads with ``AutoModelForCausalLM.from_pretrained`` anywhere."""
 
@@ -24,7 +26,7 @@ class ExportPretrained(L.Callback):
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            path = pl_module.export_pretrained(self._target(trainer))
+            path = save_pretrained(pl_module.model, pl_module.tokenizer, self._target(trainer))
             print(f"exported pretrained model to {path}")
 
     def on_validation_end(self, trainer, pl_module):

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -132,18 +128,3 @@ class CausalLMPretraining(L.LightningModule):
         """Draw ``n`` sequences with the KV-cached sampler (``networks.sampling.sample``)."""
         return sample(self.model, self.tokenizer, n, max_new_tokens, temperature, top_k,
                       batch_size=batch_size).texts
-
-    def export_pretrained(self, directory: str | Path) -> Path:
-        """Write a Hugging Face model directory (weights, config, tokenizer) atomically."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-        try:
-            self.model.save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return directory

@@ -8,6 +8,9 @@ with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM``.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from transformers import (
@@ -187,3 +190,20 @@ class Pretrained(Architecture):
         model = model.float()
         check_vocab(model, tokenizer, str(path))
         return model
+
+
+def save_pretrained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> Path:
+    """Write a Hugging Face model directory (weights, config, tokenizer) atomically: into a
+    temporary sibling first, then renamed, so a crash never leaves a half-written model."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
