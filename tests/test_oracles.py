@@ -149,3 +149,34 @@ def test_oracle_config_errors(tmp_path):
         oracle_from_config(bad)
     with pytest.raises(FileNotFoundError):
         oracle_from_config(tmp_path / "missing.yaml")
+
+
+def test_tdc_forests_equal_reference_predictions():
+    import pandas as pd
+
+    from oracles.tdc_forest import GSK3B, JNK3
+
+    ref = pd.read_csv(ROOT / "tests/data/tdc_reference_predictions.csv")
+    for cls, column in ((JNK3, "jnk3"), (GSK3B, "gsk3b")):
+        scores = cls()(list(ref["smiles"]))
+        assert scores.valid.all()
+        assert np.abs(scores.values[column] - ref[column].to_numpy()).max() <= 1e-9
+        assert np.allclose(scores.energies.numpy(), -ref[column].to_numpy())
+    bad = JNK3()(["not-a-smiles", "", None])
+    assert not bad.valid.any() and bad.energies.tolist() == [0.0, 0.0, 0.0]
+    clone = pickle.loads(pickle.dumps(JNK3()))
+    assert clone(["CCO"]).valid.all()
+
+
+def test_forest_conversion_refuses_unknown_pickles(tmp_path):
+    from oracles.convert_tdc_forest import convert
+
+    fake = tmp_path / "model.pkl"
+    fake.write_bytes(b"not TDC's forest")
+    with pytest.raises(ValueError, match="refusing to unpickle"):
+        convert(fake, tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+    from oracles.tdc_forest import Forest
+
+    with pytest.raises(FileNotFoundError, match="converted forest not found"):
+        Forest(tmp_path / "missing.npz")
