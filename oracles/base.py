@@ -63,53 +63,104 @@ class Oracle:
         raise NotImplementedError
 
 
+def _score_chunk(oracle: "MoleculeOracle", chunk: list[str]) -> list[tuple[str | None, float]]:
+    return oracle.score_uncached(chunk)
+
+
 class MoleculeOracle(Oracle):
-    """A property of a molecule computed with RDKit, turned into an energy by ``transform``."""
+    """A property of a molecule computed with RDKit, turned into an energy by ``transform``.
+
+    Args:
+        transform: raw value → energy.
+        penalty: energy of invalid molecules.
+        cache_size: entries kept in each LRU cache (input string → canonical SMILES, and
+            canonical SMILES → raw value); a warm batch never touches RDKit.
+        n_workers: processes used for uncached molecules (1 = in process). The pool is made on
+            first use, one per process (so one per DDP rank), and is not pickled.
+    """
+
+    parallel_threshold = 128  # fewer uncached molecules than this are scored in process
 
     def __init__(self, transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
-                 cache_size: int = 100_000):
+                 cache_size: int = 200_000, n_workers: int = 1):
         super().__init__(transform, penalty, name)
         self.cache_size = cache_size
+        self.n_workers = max(1, int(n_workers))
+        self._canonical: OrderedDict[str, str | None] = OrderedDict()
         self._cache: OrderedDict[str, float] = OrderedDict()
+        self._pool = None
 
     def compute(self, mol) -> float:
         raise NotImplementedError
 
-    def __getstate__(self) -> dict:  # picklable for DataLoader workers / process pools; no cache
+    def compute_batch(self, mols: list) -> np.ndarray:
+        """Raw values of RDKit molecules; override for a vectorised property."""
+        out = np.empty(len(mols))
+        for i, mol in enumerate(mols):
+            try:
+                out[i] = float(self.compute(mol))
+            except Exception:  # an RDKit failure on one molecule is that molecule's problem
+                out[i] = np.nan
+        return out
+
+    def __getstate__(self) -> dict:  # picklable for DataLoader workers / process pools; no caches
         state = dict(self.__dict__)
-        state["_cache"] = OrderedDict()
+        state["_canonical"], state["_cache"], state["_pool"] = OrderedDict(), OrderedDict(), None
         return state
 
-    def raw_values(self, canonical: Sequence[str | None]) -> np.ndarray:
-        """Raw property per canonical SMILES (NaN where invalid), each distinct molecule once."""
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def score_uncached(self, strings: Sequence[str]) -> list[tuple[str | None, float]]:
+        """(canonical SMILES, raw value) for each input string, each distinct molecule once."""
         from rdkit import Chem
 
-        out = np.full(len(canonical), np.nan)
-        todo: dict[str, list[int]] = {}
-        for index, smiles in enumerate(canonical):
-            if smiles is None:
-                continue
-            if smiles in self._cache:
-                self._cache.move_to_end(smiles)
-                out[index] = self._cache[smiles]
-            else:
-                todo.setdefault(smiles, []).append(index)
-        for smiles, indices in todo.items():
-            try:
-                value = float(self.compute(Chem.MolFromSmiles(smiles)))
-            except Exception:  # an RDKit failure on one molecule is that molecule's problem
-                value = float("nan")
-            out[indices] = value
-            self._cache[smiles] = value
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
+        canonical = [canonical_smiles(s) if len(s) <= MAX_SMILES_LENGTH else None for s in strings]
+        distinct = list(dict.fromkeys(c for c in canonical if c is not None))
+        values = dict(zip(distinct, self.compute_batch([Chem.MolFromSmiles(c) for c in distinct])))
+        return [(c, values[c] if c is not None else float("nan")) for c in canonical]
+
+    def _score_parallel(self, strings: list[str]) -> list[tuple[str | None, float]]:
+        if self.n_workers == 1 or len(strings) < self.parallel_threshold:
+            return self.score_uncached(strings)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"))
+        size = -(-len(strings) // (4 * self.n_workers))
+        chunks = [strings[i:i + size] for i in range(0, len(strings), size)]
+        try:
+            results = list(self._pool.map(_score_chunk, [self] * len(chunks), chunks))
+        except Exception:  # a worker died (e.g. killed): fall back to scoring in process
+            self.close()
+            return self.score_uncached(strings)
+        return [pair for part in results for pair in part]
+
+    def _remember(self, cache: OrderedDict, key, value) -> None:
+        cache[key] = value
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def lookup(self, batch: Sequence) -> tuple[list[str | None], np.ndarray]:
+        """Canonical forms and raw values of a batch, through the caches."""
+        strings = [s for s in dict.fromkeys(x for x in batch if isinstance(x, str)) if s not in self._canonical]
+        for s, (c, v) in zip(strings, self._score_parallel(strings)):
+            self._remember(self._canonical, s, c)
+            if c is not None:
+                self._remember(self._cache, c, v)
+        canonical = [self._canonical.get(x) if isinstance(x, str) else None for x in batch]
+        evicted = [c for c in dict.fromkeys(canonical) if c is not None and c not in self._cache]
+        for c, (_, v) in zip(evicted, self.score_uncached(evicted)):
+            self._remember(self._cache, c, v)
+        values = np.array([self._cache[c] if c is not None else np.nan for c in canonical], dtype=np.float64)
+        return canonical, values
 
     def __call__(self, sequences: Sequence[str]) -> Scores:
         batch = _check_batch(sequences)
-        canonical = [canonical_smiles(s) if isinstance(s, str) and len(s) <= MAX_SMILES_LENGTH else None
-                     for s in batch]
-        values = self.raw_values(canonical)
+        canonical, values = self.lookup(batch)
         energies = self.transform(values)
         valid = np.isfinite(values) & np.isfinite(energies)
         energies = np.where(valid, energies, self.penalty)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, DataStructs
+from rdkit import DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from oracles.base import MoleculeOracle
@@ -89,26 +89,11 @@ class ForestOracle(MoleculeOracle):
             self._forest = Forest(self.path)
         return self._forest
 
-    def raw_values(self, canonical):
-        """Batched: one forest pass over every distinct uncached molecule."""
-        out = np.full(len(canonical), np.nan)
-        todo: dict[str, list[int]] = {}
-        for index, smiles in enumerate(canonical):
-            if smiles is None:
-                continue
-            if smiles in self._cache:
-                out[index] = self._cache[smiles]
-            else:
-                todo.setdefault(smiles, []).append(index)
-        if todo:
-            mols = [Chem.MolFromSmiles(s) for s in todo]
-            proba = self.forest.predict_proba(morgan_features(mols))[:, 1]
-            for (smiles, indices), value in zip(todo.items(), proba):
-                out[indices] = value
-                self._cache[smiles] = float(value)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
+    def compute_batch(self, mols):
+        """One forest pass over the whole batch."""
+        if not mols:
+            return np.zeros(0)
+        return self.forest.predict_proba(morgan_features(mols))[:, 1]
 
 
 class JNK3(ForestOracle):

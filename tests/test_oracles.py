@@ -180,3 +180,27 @@ def test_forest_conversion_refuses_unknown_pickles(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="converted forest not found"):
         Forest(tmp_path / "missing.npz")
+
+
+def test_parallel_scoring_equals_serial(moses_1000):
+    serial = P.QED(transform=NegLog())(moses_1000 + ["bad", None])
+    oracle = P.QED(transform=NegLog(), n_workers=2)
+    try:
+        parallel = oracle(moses_1000 + ["bad", None])
+    finally:
+        oracle.close()
+    assert parallel.energies.tolist() == serial.energies.tolist()
+    assert parallel.canonical == serial.canonical
+
+
+def test_warm_cache_skips_rdkit_entirely(moses_1000, monkeypatch):
+    oracle = P.SAScore()
+    cold = oracle(moses_1000[:200])
+
+    def no_rdkit(*args):
+        raise AssertionError("RDKit called on a warm batch")
+
+    monkeypatch.setattr("oracles.base.canonical_smiles", no_rdkit)
+    monkeypatch.setattr(P.SAScore, "compute", no_rdkit)
+    warm = oracle(moses_1000[:200])
+    assert warm.energies.tolist() == cold.energies.tolist()
