@@ -204,3 +204,24 @@ def test_warm_cache_skips_rdkit_entirely(moses_1000, monkeypatch):
     monkeypatch.setattr(P.SAScore, "compute", no_rdkit)
     warm = oracle(moses_1000[:200])
     assert warm.energies.tolist() == cold.energies.tolist()
+
+
+def test_score_command_keeps_every_row_in_order(tmp_path):
+    import csv as _csv
+
+    from oracles.__main__ import main
+
+    src = tmp_path / "mols.csv"
+    src.write_text("name,smiles\na,CCO\nb,not-a-smiles\nc,\nd,OCC\n")
+    out = tmp_path / "out" / "scores.csv"
+    main(["score", "--oracle", str(ROOT / "configs/oracles/multi_property.yaml"), "--input", str(src),
+          "--column", "smiles", "--output", str(out), "--batch-size", "3"])
+    rows = list(_csv.DictReader(open(out)))
+    assert [r["input"] for r in rows] == ["CCO", "not-a-smiles", "", "OCC"]
+    assert [r["valid"] for r in rows] == ["1", "0", "0", "1"]
+    assert rows[0]["canonical"] == rows[3]["canonical"] == "CCO" and rows[0]["energy"] == rows[3]["energy"]
+    assert float(rows[1]["energy"]) == 14.5 and "qed" in rows[0] and "logp" in rows[0]
+    with pytest.raises(SystemExit, match="no column 'SMILES'"):
+        main(["score", "--oracle", str(ROOT / "configs/oracles/qed.yaml"), "--input", str(src),
+              "--column", "SMILES", "--output", str(tmp_path / "x.csv")])
+    assert not (tmp_path / "x.csv").exists()
