@@ -137,7 +137,8 @@ ORACLE_CONFIGS = sorted((ROOT / "configs" / "oracles").glob("*.yaml"))
 @pytest.mark.parametrize("path", ORACLE_CONFIGS, ids=lambda p: p.stem)
 def test_oracle_config_snippets_build_and_score(path):
     oracle = oracle_from_config(path)
-    scores = oracle(["CC(=O)Oc1ccccc1C(=O)O", "invalid"])
+    good = getattr(oracle, "wild_type", "CC(=O)Oc1ccccc1C(=O)O")  # protein landscapes score variants
+    scores = oracle([good, "invalid"])
     assert scores.valid.tolist() == [True, False]
     assert np.isfinite(scores.energies.numpy()).all()
 
@@ -225,3 +226,56 @@ def test_score_command_keeps_every_row_in_order(tmp_path):
         main(["score", "--oracle", str(ROOT / "configs/oracles/qed.yaml"), "--input", str(src),
               "--column", "SMILES", "--output", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
+
+
+# ---------------------------------------------------------------- protein fitness tables
+
+
+def test_gb1_lookup_matches_the_csv():
+    import gzip
+
+    import pandas as pd
+
+    from oracles.fitness_table import GB1_SITES, LANDSCAPES, FitnessTable
+
+    oracle = FitnessTable("GB1", "GB1.fasta", sites=GB1_SITES)
+    frame = pd.read_csv(gzip.open(LANDSCAPES / "GB1.csv.gz"), encoding="utf-8-sig").sample(500, random_state=0)
+    scores = oracle(list(frame["Variants"]))
+    assert scores.values["fitness"].tolist() == frame["Fitness"].tolist()
+    wt = oracle(["VDGV"])
+    assert wt.values["fitness"][0] == 1.0 and wt.energies[0].item() == 0.0
+    assert max(oracle.fitness.values()) == pytest.approx(8.76, abs=0.01)
+    # the same variant as a full sequence; a change off the sites makes it unmeasured
+    full = oracle.full_sequence("ADGV")
+    off_site = "A" + full[1:] if full[0] != "A" else "C" + full[1:]
+    res = oracle([full, off_site, "VD*V", "VDGX", "VDG", "", None])
+    assert res.valid.tolist() == [True, False, False, False, False, False, False]
+    assert res.energies[1:].eq(10.0).all()
+    assert res.energies[0].item() == pytest.approx(-math.log(oracle.fitness["ADGV"]))
+
+
+def test_trpb_sites_come_from_the_table():
+    from oracles.fitness_table import FitnessTable
+
+    oracle = FitnessTable("TrpB3D", "TrpB.fasta")
+    assert oracle.sites == [117, 118, 119]
+    nonpositive = [v for v, f in oracle.fitness.items() if f <= 0][:1]
+    if nonpositive:  # fitness <= 0 has no -log: penalty, flagged
+        assert not oracle(nonpositive).valid[0]
+
+
+def test_landscape_configuration_errors(tmp_path):
+    from oracles.fitness_table import FitnessTable, LandscapeError
+
+    with pytest.raises(LandscapeError, match="outside the parent"):
+        FitnessTable("GB1", "GB1.fasta", sites=[39, 40, 41, 540])
+    with pytest.raises(LandscapeError, match="do not match the table's wild type"):
+        FitnessTable("TrpB3A", "M" * 390)
+    with pytest.raises(LandscapeError, match="differ from the table"):
+        FitnessTable("TrpB3A", "TrpB.fasta", sites=[1, 2, 3])
+    table = tmp_path / "nofit.csv"
+    table.write_text("Variants,score\nAA,1\n")
+    with pytest.raises(LandscapeError, match="no fitness column"):
+        FitnessTable(str(table), "MKAA", sites=[3, 4])
+    with pytest.raises(FileNotFoundError):
+        FitnessTable(str(tmp_path / "missing.csv"), "MKAA", sites=[3, 4])
