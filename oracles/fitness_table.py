@@ -89,9 +89,8 @@ class FitnessTable(Oracle):
             raise LandscapeError(f"{table}: no variant column; columns are {list(frame.columns)}")
         if fitness_column is None or fitness_column not in frame:
             raise LandscapeError(f"{table}: no fitness column; columns are {list(frame.columns)}")
-        parent_path = Path(parent)
-        is_path = parent_path.suffix in (".fasta", ".fa") or parent_path.is_file()
-        self.parent = read_fasta(_resolve(parent), translate_parent) if is_path else parent.upper()
+        is_sequence = re.fullmatch(r"[A-Za-z]+", parent) is not None  # a path has '.' or '/'
+        self.parent = parent.upper() if is_sequence else read_fasta(_resolve(parent), translate_parent)
         wild_type = None
         if "muts" in frame:
             parsed = [re.fullmatch(r"([A-Z*])(\d+)(.)", m) for m in str(frame["muts"].iloc[0]).split(":")]
