@@ -38,8 +38,15 @@ class Validity(Metric):
         return self.valid.float() / self.total.clamp(min=1)
 
 
-class Uniqueness(Metric):
-    """Distinct canonical forms among the valid samples, divided by the number of valid samples."""
+def _concat(state, empty: torch.Tensor) -> torch.Tensor:
+    """A ``cat`` state as one tensor: a list before synchronisation, a tensor after."""
+    if isinstance(state, torch.Tensor):
+        return state
+    return torch.cat(state) if state else empty
+
+
+class _CanonicalHashes(Metric):
+    """Collects 64-bit hashes of the valid samples' canonical forms (DDP-synchronised)."""
 
     full_state_update = False
 
@@ -52,38 +59,34 @@ class Uniqueness(Metric):
         canon = [c for c in map(self.canon, samples) if c is not None]
         self.hashes.append(torch.tensor([_hash64(c) for c in canon], dtype=torch.long, device=self.device))
 
+    def all_hashes(self) -> torch.Tensor:
+        return _concat(self.hashes, torch.zeros(0, dtype=torch.long))
+
+
+class Uniqueness(_CanonicalHashes):
+    """Distinct canonical forms among the valid samples, divided by the number of valid samples."""
+
     def compute(self) -> torch.Tensor:
-        hashes = self.hashes if isinstance(self.hashes, torch.Tensor) else (
-            torch.cat(self.hashes) if self.hashes else torch.zeros(0, dtype=torch.long))
+        hashes = self.all_hashes()
         if hashes.numel() == 0:
             return torch.tensor(0.0)
         return torch.unique(hashes).numel() / torch.tensor(float(hashes.numel()))
 
 
-class Novelty(Metric):
+class Novelty(_CanonicalHashes):
     """Fraction of distinct valid canonical samples that are not in ``reference`` (MOSES novelty).
 
     As in MOSES, ``reference`` strings are compared as given (MOSES training SMILES are already
     canonical); pass ``canonicalize_reference=True`` for other sets.
     """
 
-    full_state_update = False
-
     def __init__(self, reference, domain: str = "smiles", canonicalize_reference: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.canon = canonicaliser(domain)
+        super().__init__(domain, **kwargs)
         ref = (self.canon(s) for s in reference) if canonicalize_reference else reference
         self.reference = {_hash64(s) for s in ref if s}
-        self.add_state("hashes", [], dist_reduce_fx="cat")
-
-    def update(self, samples: Sequence[str]) -> None:
-        canon = [c for c in map(self.canon, samples) if c is not None]
-        self.hashes.append(torch.tensor([_hash64(c) for c in canon], dtype=torch.long, device=self.device))
 
     def compute(self) -> torch.Tensor:
-        hashes = self.hashes if isinstance(self.hashes, torch.Tensor) else (
-            torch.cat(self.hashes) if self.hashes else torch.zeros(0, dtype=torch.long))
-        distinct = set(torch.unique(hashes).tolist())
+        distinct = set(torch.unique(self.all_hashes()).tolist())
         if not distinct:
             return torch.tensor(0.0)
         return torch.tensor(len(distinct - self.reference) / len(distinct))
@@ -136,8 +139,7 @@ class InternalDiversity(Metric):
         self.fps.append(morgan_bits(samples).to(self.device))
 
     def compute(self) -> torch.Tensor:
-        fps = self.fps if isinstance(self.fps, torch.Tensor) else (
-            torch.cat(self.fps) if self.fps else torch.zeros(0, 1024, dtype=torch.uint8))
+        fps = _concat(self.fps, torch.zeros(0, 1024, dtype=torch.uint8))
         if fps.size(0) == 0:
             return torch.tensor(0.0)
         return (1 - mean_pairwise_tanimoto(fps.cpu(), fps.cpu(), self.p) ** (1 / self.p)).float()
