@@ -74,13 +74,10 @@ class CausalLMPretraining(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         self.train_loss(loss.detach(), n_tokens)
+        self.log("train/epoch_loss", self.train_loss, on_step=False, on_epoch=True)  # synced by torchmetrics
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch["input_ids"].size(0))
         self.log("train/tokens", n_tokens.float(), reduce_fx="sum", batch_size=1)
         return loss
-
-    def on_train_epoch_end(self):
-        self.log("train/epoch_loss", self.train_loss.compute())
-        self.train_loss.reset()
 
     def validation_step(self, batch, batch_idx):
         logits, loss, n_tokens = self._loss(batch)
