@@ -163,21 +163,24 @@ class OfflineAlignment(L.LightningModule):
         return DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)  # one step: sample and score
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch, batch_idx):
-        i, j = batch
+    def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
+        """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""
         rows = torch.cat([i, j])
-        ids = self.sample_ids[rows].to(self.device)
-        mask = self.sample_mask[rows].to(self.device)
+        ids, mask = ids[rows].to(self.device), mask[rows].to(self.device)
         width = int(mask.sum(1).max())
         logps = sequence_logprob(self.model, ids[:, :width], mask[:, :width])
         pi_1, pi_2 = logps.split(len(i))
-        u, ref = self.energies.to(self.device), self.ref_logps.to(self.device)
+        u, ref = energies.to(self.device), ref_logps.to(self.device)
         loss = self.objective(pi_1, pi_2, ref[i], ref[j], u[i], u[j])
         if self.hparams.sft_weight:
             better = torch.where(u[i] <= u[j], pi_1, pi_2)
             loss = loss + self.hparams.sft_weight * (-better.mean())
         self.log("train/loss", loss, prog_bar=True, batch_size=len(i))
         return loss
+
+    def training_step(self, batch, batch_idx):
+        i, j = batch
+        return self.pair_loss(self.sample_ids, self.sample_mask, self.energies, self.ref_logps, i, j)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
@@ -200,6 +203,7 @@ class OfflineAlignment(L.LightningModule):
                  **_summary("energy", energies)}
         for name, vals in values.items():
             stats.update(_summary(f"property/{name}", vals[valid]))
+        self._last_energies = energies
         self._value_name = next(iter(values), "energy")
         self._last_values = values[self._value_name][valid] if values else energies
         return stats
@@ -257,3 +261,72 @@ class OfflineAlignment(L.LightningModule):
         print(f"reference std of {prop}: {ref.std():.4f}; shift = {(last[prop] - ref.mean()) / max(ref.std(), 1e-12):+.2f} std")
         if getattr(self, "last_plot", None):
             print(f"histogram: {self.last_plot}")
+
+
+class OnlineAlignment(OfflineAlignment):
+    """Online ERA/DPO: every ``resample_every`` steps, draw ``num_samples`` fresh sequences from
+    the *current* policy, score them, compute their log-probabilities under the frozen reference,
+    and train on random pairs of that round until the next one.
+
+    Each DDP rank samples its own round with a rank-dependent seed. The current round (token ids,
+    energies, reference log-probs) is stored in checkpoints so a resumed run continues it.
+    """
+
+    def __init__(self, *args, resample_every: int = 20, steps_per_epoch: int = 1000, **kwargs):
+        kwargs.setdefault("dataset_path", "")
+        super().__init__(*args, **kwargs)
+        self.hparams["resample_every"] = resample_every
+        self.hparams["steps_per_epoch"] = steps_per_epoch
+        self.round: dict[str, torch.Tensor] | None = None
+        self.rounds = 0
+
+    def prepare_data(self) -> None:  # nothing offline
+        return
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self._reference_values is None:
+            # the reference's property distribution, for the histograms and the final table
+            stats_model, self.model = self.model, self.reference
+            try:
+                self.evaluate_policy(seed=self.hparams.seed + 7)
+            finally:
+                self.model = stats_model
+            self._reference_values = self._last_values
+            self._reference_energy = self._last_energies
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.arange(self.hparams.steps_per_epoch)), batch_size=1)
+
+    @torch.no_grad()
+    def _new_round(self) -> None:
+        hp = self.hparams
+        seed = hp.seed * 1_000_003 + self.global_step * 101 + self.global_rank
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        batch = sample(self.model, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature, hp.top_k,
+                       generator=generator)
+        energies, valid, _ = self._score(batch.texts)
+        ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        i, j = make_pairs(batch.texts, hp.max_pairs, seed)
+        self.round = {"ids": batch.input_ids, "mask": batch.attention_mask,
+                      "energies": torch.tensor(energies, dtype=torch.float32), "ref": ref.float().cpu(),
+                      "i": torch.from_numpy(i), "j": torch.from_numpy(j)}
+        self.rounds += 1
+        self.log("online/round_energy_mean", float(energies.mean()), batch_size=1)
+        self.log("online/round_validity", float(valid.mean()), batch_size=1)
+
+    def training_step(self, batch, batch_idx):
+        if self.round is None or self.global_step % self.hparams.resample_every == 0:
+            self._new_round()
+        r = self.round
+        if len(r["i"]) == 0:  # every sample identical: nothing to compare this step
+            return None
+        pick = torch.randint(len(r["i"]), (min(self.hparams.pairs_per_batch, len(r["i"])),))
+        return self.pair_loss(r["ids"], r["mask"], r["energies"], r["ref"], r["i"][pick], r["j"][pick])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["online_round"] = self.round
+        checkpoint["online_rounds"] = self.rounds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.round = checkpoint.get("online_round")
+        self.rounds = checkpoint.get("online_rounds", 0)

@@ -97,3 +97,24 @@ def test_era_config_runs_through_the_cli(tmp_path, monkeypatch, capsys):
     assert len(frame) == 64 and set(frame.loc[~frame["valid"], "energy"]) <= {4.5}
     assert (tmp_path / "runs/era/qed/pretrained/model.safetensors").is_file()
     assert "samples/validity" in capsys.readouterr().out
+
+
+def test_online_alignment_lowers_the_energy_and_checkpoints_its_round(tmp_path):
+    from lightning_modules import OnlineAlignment
+
+    L.seed_everything(0)
+    module = OnlineAlignment(Length(), policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles",
+                             objective=ERA(beta=20.0), num_samples=64, max_pairs=2000, pairs_per_batch=64,
+                             top_k=None, max_new_tokens=30, val_samples=256, lr=3e-3, resample_every=10,
+                             plot_dir=str(tmp_path))
+    trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, val_check_interval=40,
+                        num_sanity_val_steps=0)
+    before = module.evaluate_policy(seed=123)["energy/mean"]
+    trainer.fit(module)
+    after = module.evaluate_policy(seed=123)["energy/mean"]
+    assert module.rounds == 4
+    assert after < before - 0.3, (before, after)
+    trainer.save_checkpoint(tmp_path / "online.ckpt")
+    state = torch.load(tmp_path / "online.ckpt", weights_only=True)
+    assert state["online_rounds"] == 4 and torch.equal(state["online_round"]["i"], module.round["i"])
