@@ -77,15 +77,18 @@ class MoleculeOracle(Oracle):
             canonical SMILES → raw value); a warm batch never touches RDKit.
         n_workers: processes used for uncached molecules (1 = in process). The pool is made on
             first use, one per process (so one per DDP rank), and is not pickled.
+        disk_cache: an SQLite file that keeps raw values across runs, keyed by the oracle's
+            configuration (class and its settings, not the transform) and canonical SMILES.
     """
 
     parallel_threshold = 128  # fewer uncached molecules than this are scored in process
 
     def __init__(self, transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
-                 cache_size: int = 200_000, n_workers: int = 1):
+                 cache_size: int = 200_000, n_workers: int = 1, disk_cache: str | None = None):
         super().__init__(transform, penalty, name)
         self.cache_size = cache_size
         self.n_workers = max(1, int(n_workers))
+        self.disk_cache = disk_cache
         self._canonical: OrderedDict[str, str | None] = OrderedDict()
         self._cache: OrderedDict[str, float] = OrderedDict()
         self._pool = None
@@ -144,10 +147,40 @@ class MoleculeOracle(Oracle):
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
 
+    def cache_namespace(self) -> str:
+        """What the raw values depend on: the class and its plain settings (not the transform)."""
+        skip = {"transform", "penalty", "name", "cache_size", "n_workers", "disk_cache"}
+        settings = {k: v for k, v in sorted(vars(self).items())
+                    if k not in skip and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+        return f"{type(self).__module__}.{type(self).__qualname__}{settings}"
+
+    def _score_with_disk(self, strings: list[str]) -> list[tuple[str | None, float]]:
+        import sqlite3
+
+        canonical = [canonical_smiles(s) if len(s) <= MAX_SMILES_LENGTH else None for s in strings]
+        distinct = list(dict.fromkeys(c for c in canonical if c is not None))
+        namespace = self.cache_namespace()
+        with sqlite3.connect(self.disk_cache, timeout=60) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS raw (oracle TEXT, smiles TEXT, value REAL, "
+                       "PRIMARY KEY (oracle, smiles))")
+            known: dict[str, float] = {}
+            for start in range(0, len(distinct), 500):
+                part = distinct[start:start + 500]
+                rows = db.execute(f"SELECT smiles, value FROM raw WHERE oracle = ? AND smiles IN "
+                                  f"({','.join('?' * len(part))})", [namespace, *part]).fetchall()
+                known.update((k, float("nan") if v is None else v) for k, v in rows)
+            missing = [c for c in distinct if c not in known]
+            fresh = dict((c, v) for c, v in self._score_parallel(missing))
+            db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?)",
+                           [(namespace, c, None if np.isnan(v) else v) for c, v in fresh.items()])
+        known.update(fresh)
+        return [(c, known[c] if c is not None else float("nan")) for c in canonical]
+
     def lookup(self, batch: Sequence) -> tuple[list[str | None], np.ndarray]:
         """Canonical forms and raw values of a batch, through the caches."""
         strings = [s for s in dict.fromkeys(x for x in batch if isinstance(x, str)) if s not in self._canonical]
-        for s, (c, v) in zip(strings, self._score_parallel(strings)):
+        scorer = self._score_with_disk if self.disk_cache else self._score_parallel
+        for s, (c, v) in zip(strings, scorer(strings) if strings else []):
             self._remember(self._canonical, s, c)
             if c is not None:
                 self._remember(self._cache, c, v)

@@ -279,3 +279,45 @@ def test_landscape_configuration_errors(tmp_path):
         FitnessTable(str(table), "MKAA", sites=[3, 4])
     with pytest.raises(FileNotFoundError):
         FitnessTable(str(tmp_path / "missing.csv"), "MKAA", sites=[3, 4])
+
+
+def test_tdc_adapter_wiring_with_a_stand_in_module(monkeypatch):
+    import sys
+    import types
+
+    from oracles.tdc_adapter import TDCOracle
+
+    calls = []
+
+    class StandIn:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, smiles):
+            calls.append(list(smiles))
+            return [0.1 * len(s) if s != "CCN" else float("nan") for s in smiles]
+
+    monkeypatch.setitem(sys.modules, "tdc", types.SimpleNamespace(Oracle=StandIn))
+    oracle = TDCOracle("DRD2")
+    scores = oracle(["CCO", "bad", "CCN", None])
+    assert calls == [["CCO", "CCN"]]  # only valid molecules reach TDC, canonicalised
+    assert scores.valid.tolist() == [True, False, False, False]
+    assert scores.energies.tolist() == pytest.approx([-0.3, 0.0, 0.0, 0.0])
+    monkeypatch.setitem(sys.modules, "tdc", None)  # not installed
+    with pytest.raises(ImportError, match="pip install 'rewardfit\\[tdc\\]'"):
+        TDCOracle("DRD2")
+
+
+def test_disk_cache_survives_a_new_process_and_separates_configs(tmp_path, monkeypatch):
+    db = str(tmp_path / "cache.sqlite")
+    first = P.TanimotoSimilarity("CCO", disk_cache=db)(["CCO", "CCN", "bad"])
+    other = P.TanimotoSimilarity("c1ccccc1", disk_cache=db)(["CCO"])  # another target: another key
+    assert other.values["tanimoto"][0] != 1.0
+
+    def no_rdkit(*args):
+        raise AssertionError("computed although the disk cache has it")
+
+    monkeypatch.setattr(P.TanimotoSimilarity, "compute", no_rdkit)
+    again = P.TanimotoSimilarity("CCO", disk_cache=db)(["CCO", "CCN", "bad"])  # fresh memory cache
+    assert again.energies.tolist() == first.energies.tolist()
+    assert again.valid.tolist() == [True, True, False]
