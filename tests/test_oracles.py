@@ -321,3 +321,21 @@ def test_disk_cache_survives_a_new_process_and_separates_configs(tmp_path, monke
     again = P.TanimotoSimilarity("CCO", disk_cache=db)(["CCO", "CCN", "bad"])  # fresh memory cache
     assert again.energies.tolist() == first.energies.tolist()
     assert again.valid.tolist() == [True, True, False]
+
+
+def test_fingerprint_classifier_learns_a_planted_rule(tmp_path, chembl_smiles):
+    from oracles.fingerprint_classifier import FingerprintClassifier, train_classifier
+
+    rows = ["smiles,active"] + [f"{s},{int('S' in s)}" for s in chembl_smiles[:1500]]
+    data = tmp_path / "labels.csv"
+    data.write_text("\n".join(rows) + "\n")
+    card = train_classifier(str(data), "active", str(tmp_path / "clf"), epochs=4)
+    assert card["test_auroc"] > 0.9 and card["sizes"]["test"] == 150
+    oracle = FingerprintClassifier(str(tmp_path / "clf"))
+    scores = oracle(["CCSCC", "CCOCC", "bad"])
+    p = scores.values["classifier"]
+    assert p[0] > p[1] and scores.valid.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="no column 'activity'"):
+        train_classifier(str(data), "activity", str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        FingerprintClassifier(str(tmp_path / "nothing"))
