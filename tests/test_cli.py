@@ -51,3 +51,11 @@ def test_misspelled_key_is_a_clear_error(tmp_path, capsys):
 def test_missing_config_file_is_a_clear_error(tmp_path, capsys):
     code, _, err = _print_config(["--config", str(tmp_path / "nope.yaml")], capsys)
     assert code != 0 and "nope.yaml" in err
+
+
+def test_a100_preset_appends_its_callback_to_the_tasks(capsys):
+    code, out, err = _print_config(["--config", str(ROOT / "configs/pretrain/molgpt_moses.yaml"),
+                                    "--config", str(ROOT / "configs/trainer/a100.yaml")], capsys)
+    assert code in (0, None), err
+    assert "callbacks.MatmulPrecision" in out and "callbacks.SampleQuality" in out
+    assert "precision: bf16-mixed" in out
