@@ -3,16 +3,20 @@
     python -m oracles.convert_tdc_forest jnk3_current.pkl oracles/assets/tdc_jnk3.npz
 
 Why: current scikit-learn cannot load these pickles, and loading a pickle runs code. This script
-checks the file's SHA-256 against TDC's known files *before* unpickling, then writes each tree's
-children, split feature, threshold and class counts into one compressed ``.npz`` that
-:class:`oracles.tdc_forest.ForestOracle` scores with plain numpy. Run it in an environment that
-can unpickle them (scikit-learn 1.2.2 with numpy < 2); the shipped ``.npz`` files were made so.
+checks the file's SHA-256 against TDC's known files *before* reading it, and then reads it with a
+restricted unpickler that builds inert stand-ins for scikit-learn classes and allows nothing but
+numpy array reconstruction — no scikit-learn is needed and no code from the file runs. Each tree's
+children, split feature, threshold and class counts go into one compressed ``.npz`` that
+:class:`oracles.tdc_forest.ForestOracle` scores with plain numpy. (The shipped ``.npz`` files were
+first made with scikit-learn 1.2.2 itself; this reader gives identical arrays, which is tested.)
 """
 
 from __future__ import annotations
 
 import argparse
+import copyreg
 import hashlib
+import importlib
 import pickle
 from pathlib import Path
 
@@ -24,6 +28,46 @@ KNOWN_SHA256 = {
 }
 
 
+class _Inert:
+    """Stand-in for a scikit-learn class: keeps constructor arguments and pickled state only."""
+
+    def __init__(self, *args):
+        self.args = args
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+_NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+          ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+          ("numpy._core.multiarray", "scalar")}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module.split(".")[0] == "sklearn":
+            return type(name, (_Inert,), {})
+        if (module, name) in _NUMPY:
+            return getattr(importlib.import_module(module.replace("numpy.core", "numpy._core")), name)
+        if (module, name) == ("copyreg", "_reconstructor"):
+            return copyreg._reconstructor
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a forest pickle")
+
+
+def read_forest(path: Path) -> tuple[list[dict], np.ndarray]:
+    """Per-tree arrays (left, right, feature, threshold, value) and the class labels."""
+    with open(path, "rb") as handle:
+        forest = _RestrictedUnpickler(handle).load()
+    trees = []
+    for estimator in forest.state["estimators_"]:
+        tree = estimator.state["tree_"].state
+        nodes = tree["nodes"]
+        trees.append({"left": nodes["left_child"], "right": nodes["right_child"], "feature": nodes["feature"],
+                      "threshold": nodes["threshold"], "value": tree["values"][:, 0, :]})
+    return trees, np.asarray(forest.state["classes_"])
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -32,25 +76,24 @@ def convert(pickle_path: Path, out: Path, allow_unknown: bool = False) -> Path:
     digest = sha256(pickle_path)
     if digest not in KNOWN_SHA256 and not allow_unknown:
         raise ValueError(f"{pickle_path} has SHA-256 {digest}, not one of TDC's forests; refusing to unpickle")
-    with open(pickle_path, "rb") as handle:
-        forest = pickle.load(handle)  # noqa: S301 — hash checked above
+    trees, classes = read_forest(pickle_path)
     lefts, rights, features, thresholds, values, roots = [], [], [], [], [], []
     offset = 0
-    for tree in (est.tree_ for est in forest.estimators_):
-        left, right = tree.children_left.astype(np.int64), tree.children_right.astype(np.int64)
+    for tree in trees:
+        left, right = tree["left"].astype(np.int64), tree["right"].astype(np.int64)
         lefts.append(np.where(left >= 0, left + offset, -1))
         rights.append(np.where(right >= 0, right + offset, -1))
-        features.append(tree.feature.astype(np.int32))
-        thresholds.append(tree.threshold.astype(np.float64))
-        values.append(tree.value[:, 0, :].astype(np.float64))
+        features.append(tree["feature"].astype(np.int32))
+        thresholds.append(tree["threshold"].astype(np.float64))
+        values.append(tree["value"].astype(np.float64))
         roots.append(offset)
-        offset += tree.node_count
+        offset += len(left)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         out, left=np.concatenate(lefts).astype(np.int32), right=np.concatenate(rights).astype(np.int32),
         feature=np.concatenate(features), threshold=np.concatenate(thresholds),
         value=np.concatenate(values), roots=np.asarray(roots, dtype=np.int32),
-        classes=np.asarray(forest.classes_), source_sha256=np.asarray(digest),
+        classes=classes, source_sha256=np.asarray(digest),
         n_features=np.asarray(2048),
     )
     return out

@@ -68,6 +68,29 @@ class Forest:
         return proba / nodes.shape[1]
 
 
+def _converted(pickle_path: Path) -> Path:
+    import os
+    import tempfile
+
+    from oracles.convert_tdc_forest import convert, sha256
+
+    if not pickle_path.is_file():
+        raise FileNotFoundError(f"forest pickle not found: {pickle_path}")
+    root = Path(os.environ.get("REWARDFIT_CACHE", Path.home() / ".cache" / "rewardfit")) / "forests"
+    target = root / f"{sha256(pickle_path)}.npz"
+    if not target.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=root)
+        os.close(fd)
+        try:
+            convert(pickle_path, Path(tmp))
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
 class ForestOracle(MoleculeOracle):
     """Activity probability from a converted random forest over Morgan bits (r=2, 2,048)."""
 
@@ -85,8 +108,13 @@ class ForestOracle(MoleculeOracle):
 
     @property
     def forest(self) -> Forest:
+        """The converted forest; a TDC ``.pkl`` path (e.g. from TDC's cache or a molscore wheel) is
+        SHA-256-checked and converted on first use into the rewardfit cache."""
         if self._forest is None:
-            self._forest = Forest(self.path)
+            path = Path(self.path).expanduser()
+            if path.suffix == ".pkl":
+                path = _converted(path)
+            self._forest = Forest(path)
         return self._forest
 
     def compute_batch(self, mols):

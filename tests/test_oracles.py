@@ -339,3 +339,35 @@ def test_fingerprint_classifier_learns_a_planted_rule(tmp_path, chembl_smiles):
         train_classifier(str(data), "activity", str(tmp_path / "x"))
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         FingerprintClassifier(str(tmp_path / "nothing"))
+
+
+SHARED_PICKLE = ROOT.parent / "shared/data/jnk3_gsk3b/tdc_models/jnk3_current.pkl"
+
+
+@pytest.mark.skipif(not SHARED_PICKLE.is_file(), reason="TDC's pickle is only in the developers' shared data")
+def test_pickle_is_converted_on_first_use_to_the_shipped_arrays(tmp_path, monkeypatch):
+    from oracles.convert_tdc_forest import convert
+    from oracles.tdc_forest import ASSETS, JNK3
+
+    out = convert(SHARED_PICKLE, tmp_path / "jnk3.npz")  # no scikit-learn needed
+    with np.load(out) as new, np.load(ASSETS / "tdc_jnk3.npz") as shipped:
+        assert all(np.array_equal(new[k], shipped[k]) for k in shipped.files)
+    monkeypatch.setenv("REWARDFIT_CACHE", str(tmp_path / "cache"))
+    smiles = ["CCO", "c1ccc2[nH]ccc2c1", "CN1CCN(Cc2ccc(NC(=O)c3ccc(C)c(Nc4nccc(-c5cccnc5)n4)c3)cc2)CC1"]
+    assert JNK3(path=str(SHARED_PICKLE))(smiles).energies.tolist() == JNK3()(smiles).energies.tolist()
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    import os
+
+    from oracles.convert_tdc_forest import convert
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        convert(path, tmp_path / "out.npz", allow_unknown=True)
+    assert not (tmp_path / "pwned").exists()
