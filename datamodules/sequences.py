@@ -131,11 +131,11 @@ class SequenceDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        for key in ("seed", "batch_size", "world_size"):
-            now = self.seed if key == "seed" else self.batch_size if key == "batch_size" else self._rank()[1]
-            if key in state and state[key] != now:
+        now = {"seed": self.seed, "batch_size": self.batch_size, "world_size": self._rank()[1]}
+        for key, value in now.items():
+            if key in state and state[key] != value:
                 log.warning("resuming with %s=%s, the checkpoint used %s: the rest of the interrupted "
-                            "epoch will not match an uninterrupted run", key, now, state[key])
+                            "epoch will not match an uninterrupted run", key, value, state[key])
         self._resume = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
 
 
