@@ -49,3 +49,13 @@ def test_metrics_accumulate_over_updates():
     metric.update(["OCC", "CCC"])
     assert float(metric.compute()) == pytest.approx(2 / 3)
     assert isinstance(Validity().compute(), torch.Tensor)
+
+
+def test_fcd_is_zero_for_identical_sets_and_positive_otherwise():
+    pytest.importorskip("fcd_torch", reason="FCD is the optional fcd extra (installed with dev)")
+    from lightning_modules.metrics import frechet_chemnet_distance
+
+    a = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCC", "c1ccncc1", "CC(C)O", "OCCO"] * 10
+    b = ["CCOC", "c1ccccc1C", "CC(=O)N", "CCCN", "CCCCC", "c1ccncc1C", "CC(C)N", "NCCO"] * 10
+    assert abs(frechet_chemnet_distance(a, a)) < 1e-3
+    assert frechet_chemnet_distance(a + ["invalid"], b) > 1.0  # invalid samples are dropped first
