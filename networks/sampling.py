@@ -160,11 +160,11 @@ def _sample_batch(model, tokenizer, rows, max_new_tokens, temperature, top_k, to
         n_still = int(still.sum())
         if n_still == 0:
             break
-        tokens = new
+        tokens = new.masked_fill(~live.unsqueeze(1), bos)  # finished rows are fed <bos>, never <pad>
         if n_still <= 0.875 * active.numel():  # compact: drop finished rows from the batch
             keep = still.nonzero().squeeze(1)
             _select_rows(past, keep)
-            active, tokens = active[keep], new[keep]
+            active, tokens = active[keep], tokens[keep]
     ids = torch.stack(out, dim=1)
     # attention covers <bos> … the first <eos> (inclusive), or everything if none was produced
     is_eos = (ids == eos).long()

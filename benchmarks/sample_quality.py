@@ -1,0 +1,73 @@
+"""The MOSES-style quality table of a molecular checkpoint (issue 4's acceptance numbers).
+
+    python benchmarks/sample_quality.py --model checkpoints/molgpt-moses [--n 10000] [--top-k 0 5]
+
+Samples n molecules at temperature 1 (without top-k, then with each given top-k) and reports
+validity, uniqueness, novelty (vs MOSES train), IntDiv1 (and the MOSES test set's own IntDiv1 on
+n molecules for comparison) and FCD to n MOSES test molecules (needs fcd-torch). Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from datamodules.sources import moses_path, read_records  # noqa: E402
+from lightning_modules.metrics import (  # noqa: E402
+    InternalDiversity,
+    Novelty,
+    Uniqueness,
+    Validity,
+    frechet_chemnet_distance,
+)
+from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
+from networks.sampling import sample  # noqa: E402
+from networks.tokenizers import load_tokenizer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--top-k", type=int, nargs="+", default=[0, 5])
+    parser.add_argument("--max-new-tokens", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    directory = resolve_checkpoint(args.model)
+    tok = load_tokenizer(directory)
+    model = Pretrained(str(directory)).build(tok).eval()
+    test = list(itertools.islice(read_records(moses_path("test"), "SMILES"), args.n))
+    novelty_ref = read_records(moses_path("train"), "SMILES")
+    novelty = Novelty(novelty_ref)
+    test_intdiv = InternalDiversity()
+    test_intdiv.update(test)
+    print(f"model {directory}, {args.n} samples per row, MOSES test IntDiv1 (n={len(test)}): "
+          f"{float(test_intdiv.compute()):.4f}")
+    print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/test | samples/s |\n|---|---|---|---|---|---|---|")
+    for top_k in args.top_k:
+        start = time.perf_counter()
+        texts = sample(model, tok, args.n, args.max_new_tokens, top_k=top_k or None,
+                       generator=torch.Generator().manual_seed(args.seed)).texts
+        rate = args.n / (time.perf_counter() - start)
+        row = []
+        for metric in (Validity(), Uniqueness(), novelty, InternalDiversity()):
+            metric.reset()
+            metric.update(texts)
+            row.append(f"{float(metric.compute()):.4f}")
+        try:
+            fcd = f"{frechet_chemnet_distance(texts, test):.3f}"
+        except (ImportError, ValueError) as err:
+            fcd = f"n/a ({type(err).__name__})"
+        print(f"| {top_k or 'none'} | {' | '.join(row)} | {fcd} | {rate:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
