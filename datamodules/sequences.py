@@ -97,11 +97,9 @@ class SequenceDataModule(L.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _take_resume(self, epoch: int) -> int:
+    def _take_resume(self) -> tuple[int, int] | None:
         resume, self._resume = self._resume, None
-        if resume and resume["epoch"] == epoch:
-            return int(resume["batches_done"])
-        return 0
+        return None if resume is None else (int(resume["epoch"]), int(resume["batches_done"]))
 
     def train_dataloader(self) -> StreamingLoader:
         stream = self._stream("train", self.batch_size, shuffle=True)
@@ -124,8 +122,11 @@ class SequenceDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return {}
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": trainer.current_epoch, "batches_done": progress.processed,
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        epoch = trainer.current_epoch
+        if done >= trainer.num_training_batches:  # the epoch is complete: resume at the next one
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "batches_done": done,
                 "seed": self.seed, "batch_size": self.batch_size, "world_size": trainer.world_size}
 
     def load_state_dict(self, state: dict) -> None:

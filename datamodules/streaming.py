@@ -80,9 +80,9 @@ def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def _encode_chunk(tokenizer, chunk: list[str]) -> list[list[int] | None]:
-    """Encode a chunk; a record that fails to encode becomes ``None`` (counted as invalid)."""
+    """Encode a chunk; a record that fails to encode, or is empty, becomes ``None`` (invalid)."""
     try:
-        return encode_checked(tokenizer, chunk)
+        return [ids if record else None for record, ids in zip(chunk, encode_checked(tokenizer, chunk))]
     except TokenizationError:
         out: list[list[int] | None] = []
         for record in chunk:
@@ -229,9 +229,13 @@ def rank_batches(n_records: int, batch_size: int, rank: int, world_size: int, ep
         order = np.random.default_rng([seed, epoch]).permutation(n_records)
     else:
         order = np.arange(n_records)
+    if n_records < world_size:
+        raise ValueError(f"{n_records} records cannot be shared by {world_size} ranks")
     mine = order[rank::world_size]
     n_batches = -(-(-(-n_records // world_size)) // batch_size)  # ceil(ceil(N / W) / B)
-    return [b for b in np.array_split(mine, n_batches)] if n_batches else []
+    # the same count on every rank, and never more batches than the smallest share has records
+    n_batches = min(n_batches, n_records // world_size)
+    return list(np.array_split(mine, n_batches))
 
 
 def collate(corpus: TokenizedCorpus, indices: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
@@ -285,13 +289,15 @@ class BatchStream(IterableDataset):
 class StreamingLoader(DataLoader):
     """A DataLoader over a :class:`BatchStream` that tells the stream its epoch on each ``iter``.
 
-    ``epoch_fn`` returns the trainer's epoch; ``resume_fn(epoch)`` returns how many batches of
-    that epoch were already trained (0 unless resuming), and is consumed once.
+    ``epoch_fn`` returns the trainer's epoch; ``resume_fn()`` returns ``(epoch, batches already
+    trained)`` once after a restore (``None`` otherwise), which takes precedence: when a run resumes
+    from a checkpoint taken at the very end of an epoch, the trainer still reports that epoch while
+    the loader is created, but the stream must start the next one.
     """
 
     def __init__(self, stream: BatchStream, num_workers: int = 0,
                  epoch_fn: Callable[[], int] | None = None,
-                 resume_fn: Callable[[int], int] | None = None, **kwargs):
+                 resume_fn: Callable[[], tuple[int, int] | None] | None = None, **kwargs):
         super().__init__(stream, batch_size=None, num_workers=num_workers,
                          persistent_workers=False, **kwargs)
         self._epoch_fn = epoch_fn
@@ -301,7 +307,10 @@ class StreamingLoader(DataLoader):
     def __iter__(self):
         stream: BatchStream = self.dataset
         stream.epoch = self._epoch_fn() if self._epoch_fn else self._iterations
-        stream.skip = self._resume_fn(stream.epoch) if self._resume_fn else 0
+        stream.skip = 0
+        resumed = self._resume_fn() if self._resume_fn else None
+        if resumed is not None:
+            stream.epoch, stream.skip = resumed
         self._iterations += 1
         return super().__iter__()
 

@@ -199,6 +199,8 @@ class OfflineAlignment(L.LightningModule):
         validity.update(batch.texts)
         uniqueness.update(batch.texts)
         stats = {"samples/validity": float(validity.compute()), "samples/uniqueness": float(uniqueness.compute()),
+                 # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
+                 # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
                  "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),
                  **_summary("energy", energies)}
         for name, vals in values.items():
@@ -315,11 +317,12 @@ class OnlineAlignment(OfflineAlignment):
         self.log("online/round_validity", float(valid.mean()), batch_size=1)
 
     def training_step(self, batch, batch_idx):
-        if self.round is None or self.global_step % self.hparams.resample_every == 0:
+        period = self.hparams.resample_every * self.trainer.accumulate_grad_batches  # in micro-batches
+        if self.round is None or batch_idx % period == 0:
             self._new_round()
         r = self.round
-        if len(r["i"]) == 0:  # every sample identical: nothing to compare this step
-            return None
+        if len(r["i"]) == 0:  # every sample identical: a zero loss keeps DDP ranks in step
+            return sum(p.sum() for p in self.model.parameters()) * 0.0
         pick = torch.randint(len(r["i"]), (min(self.hparams.pairs_per_batch, len(r["i"])),))
         return self.pair_loss(r["ids"], r["mask"], r["energies"], r["ref"], r["i"][pick], r["j"][pick])
 

@@ -170,7 +170,7 @@ class MoleculeOracle(Oracle):
                                   f"({','.join('?' * len(part))})", [namespace, *part]).fetchall()
                 known.update((k, float("nan") if v is None else v) for k, v in rows)
             missing = [c for c in distinct if c not in known]
-            fresh = dict((c, v) for c, v in self._score_parallel(missing))
+            fresh = {c: v for c, (_, v) in zip(missing, self._score_parallel(missing))}
             db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?)",
                            [(namespace, c, None if np.isnan(v) else v) for c, v in fresh.items()])
         known.update(fresh)
@@ -180,15 +180,29 @@ class MoleculeOracle(Oracle):
         """Canonical forms and raw values of a batch, through the caches."""
         strings = [s for s in dict.fromkeys(x for x in batch if isinstance(x, str)) if s not in self._canonical]
         scorer = self._score_with_disk if self.disk_cache else self._score_parallel
+        canon_of: dict[str, str | None] = {}  # this batch's answers; the caches only memoise
+        value_of: dict[str, float] = {}
         for s, (c, v) in zip(strings, scorer(strings) if strings else []):
-            self._remember(self._canonical, s, c)
+            canon_of[s] = c
             if c is not None:
-                self._remember(self._cache, c, v)
-        canonical = [self._canonical.get(x) if isinstance(x, str) else None for x in batch]
-        evicted = [c for c in dict.fromkeys(canonical) if c is not None and c not in self._cache]
+                value_of[c] = v
+        for x in dict.fromkeys(x for x in batch if isinstance(x, str) and x not in canon_of):
+            canon_of[x] = self._canonical[x]
+            self._canonical.move_to_end(x)
+        missing = [c for c in dict.fromkeys(canon_of.values()) if c is not None and c not in value_of]
+        for c in missing:
+            if c in self._cache:
+                value_of[c] = self._cache[c]
+                self._cache.move_to_end(c)
+        evicted = [c for c in missing if c not in value_of]
         for c, (_, v) in zip(evicted, self.score_uncached(evicted)):
+            value_of[c] = v
+        for s in strings:
+            self._remember(self._canonical, s, canon_of[s])
+        for c, v in value_of.items():
             self._remember(self._cache, c, v)
-        values = np.array([self._cache[c] if c is not None else np.nan for c in canonical], dtype=np.float64)
+        canonical = [canon_of.get(x) if isinstance(x, str) else None for x in batch]
+        values = np.array([value_of[c] if c is not None else np.nan for c in canonical], dtype=np.float64)
         return canonical, values
 
     def __call__(self, sequences: Sequence[str]) -> Scores:

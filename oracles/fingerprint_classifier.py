@@ -130,15 +130,19 @@ class FingerprintClassifier(MoleculeOracle):
         return state
 
     def compute_batch(self, mols):
-        if not mols:
-            return np.zeros(0)
+        out = np.full(len(mols), np.nan)
+        ok = [i for i, mol in enumerate(mols) if mol is not None]
+        if not ok:
+            return out
         if self._model is None:
             card = json.loads((Path(self.path) / "card.json").read_text())
             model = build_mlp(2048, card["hidden"])
             model.load_state_dict(load_file(str(Path(self.path) / "model.safetensors")))
             self._model = model.eval()
         with torch.no_grad():
-            return self._model(torch.from_numpy(morgan_features(mols))).squeeze(1).sigmoid().double().numpy()
+            features = torch.from_numpy(morgan_features([mols[i] for i in ok]))
+            out[ok] = self._model(features).squeeze(1).sigmoid().double().numpy()
+        return out
 
 
 def main(argv: list[str] | None = None) -> None:

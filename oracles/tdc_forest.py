@@ -119,9 +119,11 @@ class ForestOracle(MoleculeOracle):
 
     def compute_batch(self, mols):
         """One forest pass over the whole batch."""
-        if not mols:
-            return np.zeros(0)
-        return self.forest.predict_proba(morgan_features(mols))[:, 1]
+        out = np.full(len(mols), np.nan)
+        ok = [i for i, mol in enumerate(mols) if mol is not None]
+        if ok:
+            out[ok] = self.forest.predict_proba(morgan_features([mols[i] for i in ok]))[:, 1]
+        return out
 
 
 class JNK3(ForestOracle):

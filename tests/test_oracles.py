@@ -371,3 +371,14 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
         convert(path, tmp_path / "out.npz", allow_unknown=True)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_batch_larger_than_the_cache_is_scored_correctly():
+    small = P.HeavyAtoms(cache_size=2)
+    batch = ["C", "CC", "CCC", "CCCC", "CCCCC", "C", "bad"]
+    scores = small(batch)
+    assert scores.values["heavy_atoms"][:6].tolist() == [1, 2, 3, 4, 5, 1]
+    assert scores.valid.tolist() == [True] * 6 + [False]
+    assert small(batch).values["heavy_atoms"][:6].tolist() == [1, 2, 3, 4, 5, 1]
+    forest = __import__("oracles.tdc_forest", fromlist=["JNK3"]).JNK3()
+    assert forest.compute_batch([None]).tolist() != [0.0] and np.isnan(forest.compute_batch([None])[0])

@@ -81,7 +81,7 @@ def _run(tmp_path, smiles, max_steps, ckpt_path=None, every=None, interrupt=None
     return recorder.seen, model
 
 
-@pytest.mark.parametrize("stop", [3, 9])  # mid-epoch in the first epoch, and in the second
+@pytest.mark.parametrize("stop", [3, 7, 9])  # mid first epoch, exactly at its end, mid second
 def test_resume_reproduces_data_order_and_parameters(tmp_path, smiles_file, stop):
     smiles = smiles_file(100)  # 7 batches of <= 16 per epoch
     full, full_model = _run(tmp_path / "a", smiles, 12)

@@ -30,7 +30,7 @@ def _epoch_records(corpus, tok, rank, world, epoch, workers, batch_size=16, skip
     stream = BatchStream(corpus, batch_size, tok.pad_token_id, seed=7, rank=rank, world_size=world)
     calls = iter([epoch])
     loader = StreamingLoader(stream, num_workers=workers, epoch_fn=lambda: next(calls),
-                             resume_fn=lambda e: skip)
+                             resume_fn=lambda: (epoch, skip))
     batches = list(loader)
     return iterate_records(corpus, batches), len(batches), len(loader)
 
@@ -170,3 +170,13 @@ def test_mpra_reader_on_a_synthetic_table(tmp_path):
     sizes = {stage: len(corpus) for stage, corpus in data.corpora.items()}
     assert sizes == {"train": 10, "val": 15, "test": 10}  # chr1+chr2 train; 19/21/X val; 7/13 test
     assert data.corpora["train"].meta["n_invalid"] == 1
+
+
+def test_no_rank_gets_an_empty_batch():
+    for n, batch, world in [(5, 1, 2), (7, 3, 4), (2, 8, 2), (101, 16, 2)]:
+        plans = [rank_batches(n, batch, r, world, 0, 0, True) for r in range(world)]
+        assert len({len(p) for p in plans}) == 1
+        assert all(len(b) > 0 for p in plans for b in p)
+        assert sorted(int(i) for p in plans for b in p for i in b) == list(range(n))
+    with pytest.raises(ValueError, match="cannot be shared"):
+        rank_batches(1, 4, 0, 2, 0, 0, True)
