@@ -62,6 +62,14 @@ class Oracle:
     def __call__(self, sequences: Sequence[str]) -> Scores:
         raise NotImplementedError
 
+    def scores_from_values(self, values: np.ndarray, canonical: list) -> Scores:
+        """Raw values (NaN where unmeasurable) → energies; anything non-finite gets the penalty."""
+        energies = self.transform(values)
+        valid = np.isfinite(values) & np.isfinite(energies)
+        energies = np.where(valid, energies, self.penalty)
+        return Scores(torch.from_numpy(energies.astype(np.float64)), torch.from_numpy(valid),
+                      {self.name: values}, canonical)
+
 
 def _score_chunk(oracle: "MoleculeOracle", chunk: list[str]) -> list[tuple[str | None, float]]:
     return oracle.score_uncached(chunk)
@@ -208,8 +216,4 @@ class MoleculeOracle(Oracle):
     def __call__(self, sequences: Sequence[str]) -> Scores:
         batch = _check_batch(sequences)
         canonical, values = self.lookup(batch)
-        energies = self.transform(values)
-        valid = np.isfinite(values) & np.isfinite(energies)
-        energies = np.where(valid, energies, self.penalty)
-        return Scores(torch.from_numpy(energies.astype(np.float64)), torch.from_numpy(valid),
-                      {self.name: values}, canonical)
+        return self.scores_from_values(values, canonical)

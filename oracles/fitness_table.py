@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from oracles.base import Oracle, Scores, _check_batch
 from oracles.transforms import NegLog, Transform
@@ -146,7 +145,4 @@ class FitnessTable(Oracle):
         batch = _check_batch(sequences)
         variants = [self.variant(s) for s in batch]
         values = np.array([self.fitness.get(v, np.nan) if v else np.nan for v in variants])
-        energies = self.transform(values)
-        valid = np.isfinite(values) & np.isfinite(energies)
-        energies = np.where(valid, energies, self.penalty)
-        return Scores(torch.from_numpy(energies), torch.from_numpy(valid), {self.name: values}, variants)
+        return self.scores_from_values(values, variants)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from oracles.base import Oracle, Scores, _check_batch
 from oracles.canonical import canonical_smiles
@@ -40,7 +39,4 @@ class TDCOracle(Oracle):
         if valid_idx:
             scored = self._oracle([canonical[i] for i in valid_idx])
             values[valid_idx] = np.asarray(scored, dtype=np.float64).reshape(-1)
-        energies = self.transform(values)
-        valid = np.isfinite(values) & np.isfinite(energies)
-        energies = np.where(valid, energies, self.penalty)
-        return Scores(torch.from_numpy(energies), torch.from_numpy(valid), {self.name: values}, canonical)
+        return self.scores_from_values(values, canonical)
