@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 
-from lightning_modules.metrics import Uniqueness, Validity
+from lightning_modules.metrics import validity_and_uniqueness
 
 
 class SampleQuality(L.Callback):
@@ -28,10 +28,7 @@ class SampleQuality(L.Callback):
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         share = -(-self.num_samples // trainer.world_size)
         samples = pl_module.sample(share, max_new_tokens=self.max_new_tokens, top_k=self.top_k)
-        validity, uniqueness = Validity(self.domain), Uniqueness(self.domain)
-        validity.to(pl_module.device).update(samples)
-        uniqueness.to(pl_module.device).update(samples)
-        self.last = {"validity": float(validity.compute()), "uniqueness": float(uniqueness.compute()),
+        self.last = {**validity_and_uniqueness(samples, self.domain),
                      "examples": samples[:5]}
         return self.last
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.metrics import Uniqueness, Validity
+from lightning_modules.metrics import validity_and_uniqueness
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
 from networks.architectures import Architecture, Pretrained
@@ -195,10 +195,8 @@ class OfflineAlignment(L.LightningModule):
                        hp.top_k, generator=generator, return_model_logprobs=True)
         energies, valid, values = self._score(batch.texts)
         ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-        validity, uniqueness = Validity(hp.domain), Uniqueness(hp.domain)
-        validity.update(batch.texts)
-        uniqueness.update(batch.texts)
-        stats = {"samples/validity": float(validity.compute()), "samples/uniqueness": float(uniqueness.compute()),
+        quality = validity_and_uniqueness(batch.texts, hp.domain)
+        stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"],
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
                  # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
                  "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),

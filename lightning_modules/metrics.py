@@ -155,3 +155,11 @@ def frechet_chemnet_distance(samples: Sequence[str], reference: Sequence[str], d
         raise ImportError("FCD needs the optional fcd-torch package: pip install 'rewardfit[fcd]'") from err
     valid = [s for s in samples if canonicaliser("smiles")(s) is not None]
     return float(FCD(device=device, n_jobs=n_jobs)(valid, list(reference)))
+
+
+def validity_and_uniqueness(samples: Sequence[str], domain: str = "smiles") -> dict[str, float]:
+    """Validity and uniqueness of one batch of samples, as plain floats (this process only)."""
+    validity, uniqueness = Validity(domain), Uniqueness(domain)
+    validity.update(samples)
+    uniqueness.update(samples)
+    return {"validity": float(validity.compute()), "uniqueness": float(uniqueness.compute())}
