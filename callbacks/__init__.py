@@ -1,7 +1,10 @@
 """Callbacks that act on modules during training."""
 
 from callbacks.export import ExportPretrained
+from callbacks.merging import WeightMergingCallback
 from callbacks.precision import MatmulPrecision
 from callbacks.sample_quality import SampleQuality
+from callbacks.soup_front import SoupFront, simplex_grid
 
-__all__ = ["ExportPretrained", "MatmulPrecision", "SampleQuality"]
+__all__ = ["ExportPretrained", "MatmulPrecision", "SampleQuality", "SoupFront", "WeightMergingCallback",
+           "simplex_grid"]

@@ -82,3 +82,69 @@ def dpo_loss(pi_logps_1: torch.Tensor, pi_logps_2: torch.Tensor, ref_logps_1: to
 def nll_loss(pi_logps: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of sequences (an optional SFT term that keeps samples on-manifold)."""
     return -pi_logps.mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy-gradient updates for multi-objective fine-tuning (Rewarded Soups, IRS, MORLHF).
+# Rewards are r = −U (higher is better). ``token_logps`` are per-token log-probabilities [n, T]
+# with zeros at padding and ``mask`` [n, T] marking the real tokens.
+# ---------------------------------------------------------------------------------------------
+
+
+def leave_one_out_advantages(rewards: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    """RLOO advantages: Aᵢ = rᵢ − mean_{j≠i} rⱼ within each group of ``group_size`` consecutive
+    samples (the whole batch when ``None``). An unbiased baseline that needs no value network —
+    the reason RLOO is a strong simple choice for small models."""
+    _check_finite("rewards", rewards)
+    n = rewards.numel()
+    k = n if group_size is None else group_size
+    if k < 2 or n % k:
+        raise ValueError(f"leave-one-out needs groups of ≥ 2 that divide the batch; got {n} samples, groups of {k}")
+    r = rewards.reshape(-1, k)
+    baseline = (r.sum(1, keepdim=True) - r) / (k - 1)
+    return (r - baseline).reshape(rewards.shape)
+
+
+def group_normalised_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(r − mean r) / (std r + eps) over the batch: PPO's advantage with a group baseline in
+    place of a learned value function."""
+    _check_finite("rewards", rewards)
+    centred = rewards - rewards.mean()
+    return centred / (rewards.std(unbiased=False) + eps) if rewards.numel() > 1 else centred * 0
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1)
+
+
+def ppo_clip_loss(token_logps: torch.Tensor, old_token_logps: torch.Tensor, advantages: torch.Tensor,
+                  mask: torch.Tensor, clip: float = 0.2) -> torch.Tensor:
+    """PPO's clipped surrogate, per token, averaged over real tokens:
+
+        ρₜ = exp(log π(aₜ) − log π_old(aₜ)),
+        loss = mean_t max(−A ρₜ, −A clip(ρₜ, 1 − ε, 1 + ε)),
+
+    with the sequence's advantage A shared by its tokens. Inside the clip region the gradient is
+    the policy gradient −A ∇ρ; outside (ρ > 1+ε with A > 0, ρ < 1−ε with A < 0) it is zero, so one
+    batch cannot push the policy far from the one that sampled it."""
+    _check_finite("advantages", advantages)
+    ratio = torch.exp(token_logps - old_token_logps.detach())
+    adv = advantages.detach().unsqueeze(-1)
+    surrogate = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
+    return masked_mean(surrogate, mask)
+
+
+def kl_penalty(token_logps: torch.Tensor, ref_token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) on samples from π (Schulman's k3 estimator):
+    exp(Δ) − Δ − 1 with Δ = log π_ref − log π; non-negative, zero exactly when the two agree, and
+    its gradient pulls π towards π_ref. Added to a loss with a positive coefficient."""
+    delta = ref_token_logps.detach() - token_logps
+    return masked_mean(torch.exp(delta) - delta - 1, mask)
+
+
+def reinforce_loss(pi_logps: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """−mean(A · log π(y)): the score-function (REINFORCE) gradient with fixed advantages, which is
+    what RLOO optimises with leave-one-out advantages."""
+    _check_finite("advantages", advantages)
+    return -(advantages.detach() * pi_logps).mean()

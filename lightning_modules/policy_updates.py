@@ -1,0 +1,133 @@
+"""How one expert learns from one batch of its own samples: RLOO, PPO or online ERA.
+
+Each update is a small config-named class around the pure losses of ``lightning_modules.losses``.
+A *round* is one batch of samples drawn from the expert, scored by the expert's objective, with
+its per-token log-probabilities under the sampling policy (``old``) and the frozen reference;
+the update is applied for ``inner_steps`` optimiser steps on that round before a fresh one is
+drawn (PPO's epochs; 1 for RLOO/ERA by default). A new update is one subclass named in YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lightning_modules.losses import (
+    era_loss,
+    group_normalised_advantages,
+    kl_penalty,
+    leave_one_out_advantages,
+    ppo_clip_loss,
+    reinforce_loss,
+)
+from lightning_modules.pairs import make_pairs
+
+
+@dataclass
+class Round:
+    """One expert's batch: samples, their energies and log-probabilities when drawn."""
+
+    input_ids: torch.Tensor  # [n, L]
+    attention_mask: torch.Tensor  # [n, L]
+    energies: torch.Tensor  # [n] float32, lower is better
+    old_token_logps: torch.Tensor  # [n, L-1] under the expert that sampled them
+    ref_token_logps: torch.Tensor  # [n, L-1] under the frozen reference
+    texts: list[str]
+    made_at_step: int
+
+    @property
+    def token_mask(self) -> torch.Tensor:
+        return self.attention_mask[:, 1:]
+
+    def to_state(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Round":
+        return cls(**state)
+
+
+class PolicyUpdate:
+    """Maps the expert's current per-token log-probabilities on a round to a loss."""
+
+    name = "update"
+    inner_steps = 1
+
+    def loss(self, token_logps: torch.Tensor, batch: Round) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+class RLOO(PolicyUpdate):
+    """REINFORCE with a leave-one-out baseline; the KL to the reference is folded into the reward
+    per sequence, r = −U − kl_coef · (log π_old(y) − log π_ref(y)), as in the RLOO paper.
+
+    Args:
+        kl_coef: weight of the KL term in the reward.
+        group_size: samples per leave-one-out group (``None`` = the whole round).
+    """
+
+    name = "rloo"
+
+    def __init__(self, kl_coef: float = 0.05, group_size: int | None = None):
+        self.kl_coef, self.group_size = kl_coef, group_size
+
+    def loss(self, token_logps, batch):
+        mask = batch.token_mask.to(token_logps.dtype)
+        log_ratio = ((batch.old_token_logps - batch.ref_token_logps) * mask).sum(-1)
+        rewards = -batch.energies.to(token_logps) - self.kl_coef * log_ratio.to(token_logps)
+        advantages = leave_one_out_advantages(rewards, self.group_size)
+        loss = reinforce_loss((token_logps * mask).sum(-1), advantages)
+        return loss, {"kl": float(log_ratio.mean()), "reward": float(rewards.mean())}
+
+
+class PPO(PolicyUpdate):
+    """PPO's clipped surrogate with a group-normalised advantage (no value network) and a k3 KL
+    penalty to the reference, for ``inner_steps`` optimiser steps per round (PPO epochs).
+
+    Args:
+        clip: ε of the ratio clip.
+        kl_coef: weight of the KL(π‖π_ref) penalty.
+        inner_steps: optimiser steps on each round before sampling again.
+    """
+
+    name = "ppo"
+
+    def __init__(self, clip: float = 0.2, kl_coef: float = 0.05, inner_steps: int = 2):
+        if inner_steps < 1:
+            raise ValueError(f"inner_steps must be >= 1, got {inner_steps}")
+        self.clip, self.kl_coef, self.inner_steps = clip, kl_coef, inner_steps
+
+    def loss(self, token_logps, batch):
+        mask = batch.token_mask
+        advantages = group_normalised_advantages(-batch.energies.to(token_logps))
+        surrogate = ppo_clip_loss(token_logps, batch.old_token_logps.to(token_logps), advantages, mask, self.clip)
+        kl = kl_penalty(token_logps, batch.ref_token_logps.to(token_logps), mask)
+        return surrogate + self.kl_coef * kl, {"kl": float(kl), "reward": float(-batch.energies.mean())}
+
+
+class ERAUpdate(PolicyUpdate):
+    """Online Energy Rank Alignment on the round's samples: pairs of distinct samples, target
+    preference σ(−β'ΔU + γ'Δ log π_ref) (see ``losses.era_loss``).
+
+    Args:
+        beta, gamma: ERA's inverse temperature and reference strength.
+        max_pairs: distinct pairs drawn per round (``None`` = all n(n−1)/2).
+    """
+
+    name = "era"
+
+    def __init__(self, beta: float = 10.0, gamma: float = 0.0, max_pairs: int | None = 2048, seed: int = 0):
+        self.beta, self.gamma, self.max_pairs, self.seed = beta, gamma, max_pairs, seed
+
+    def loss(self, token_logps, batch):
+        mask = batch.token_mask.to(token_logps.dtype)
+        logps = (token_logps * mask).sum(-1)
+        ref = (batch.ref_token_logps.to(token_logps) * mask).sum(-1)
+        i, j = make_pairs(batch.texts, self.max_pairs, self.seed + batch.made_at_step)
+        if len(i) == 0:  # every sample identical: no preference to learn, keep the graph
+            return logps.sum() * 0.0, {"pairs": 0.0}
+        i, j = torch.from_numpy(i).to(logps.device), torch.from_numpy(j).to(logps.device)
+        u = batch.energies.to(logps)
+        loss = era_loss(logps[i], logps[j], ref[i], ref[j], u[i], u[j], self.beta, self.gamma)
+        return loss, {"pairs": float(len(i)), "reward": float(-batch.energies.mean())}
