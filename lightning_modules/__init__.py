@@ -2,5 +2,6 @@
 
 from lightning_modules.alignment import OfflineAlignment, OnlineAlignment
 from lightning_modules.causal_lm import CausalLMPretraining
+from lightning_modules.multi_objective import MultiObjectiveModule
 
-__all__ = ["CausalLMPretraining", "OfflineAlignment", "OnlineAlignment"]
+__all__ = ["CausalLMPretraining", "MultiObjectiveModule", "OfflineAlignment", "OnlineAlignment"]
