@@ -287,3 +287,20 @@ def test_soup_front_writes_a_front_and_report(tmp_path):
     summary = report([str(tmp_path / "front.csv")], [1.0, 1.0, 5.0], str(tmp_path / "report"))
     assert summary["method"].tolist() == ["rs"] and summary["mean"].iloc[0] > 0
     assert (tmp_path / "report" / "fronts.png").is_file()
+
+
+def test_irs_config_runs_through_the_cli(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from main import cli_main
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["main.py"])
+    cli = cli_main(["fit", "--config", str(root / "configs/irs/rdkit_tri_tiny.yaml"),
+                    "--trainer.enable_progress_bar", "false"])
+    merging = next(c for c in cli.trainer.callbacks if isinstance(c, WeightMergingCallback))
+    assert cli.trainer.global_step == 6 and merging.merges == 3
+    front = (tmp_path / "runs/irs/rdkit_tri_tiny/front.csv")
+    assert front.is_file() and len(front.read_text().splitlines()) == 1 + 6
+    assert (tmp_path / "runs/irs/rdkit_tri_tiny/checkpoints/last.ckpt").is_file()
