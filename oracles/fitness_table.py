@@ -62,6 +62,40 @@ def _resolve(path: str) -> Path:
     raise FileNotFoundError(f"landscape file {path!r} not found (shipped: {sorted(p.name for p in LANDSCAPES.iterdir())})")
 
 
+def _sites_from_muts(muts: pd.Series, table: str) -> tuple[list[int], list[str]]:
+    """Sites and wild-type residues from a ``muts`` column (``A104*:E105*:T106A``).
+
+    Every row is read, not just the first: a row omits a site where the variant keeps the wild
+    type (``T106*:G107*`` in TrpB3C; ``WT`` for the parent itself), so one row can list fewer
+    sites than the landscape has. A site listed with two different wild-type residues is an
+    error.
+    """
+    muts = muts.dropna().astype(str).str.strip()
+    muts = muts[(muts != "") & (muts.str.upper() != "WT")]  # the wild-type row lists no mutation
+    entries = muts.str.split(":").explode()
+    entries = entries[entries.str.len() > 0]
+    if entries.empty:
+        raise LandscapeError(f"{table}: the muts column is empty")
+    parsed = entries.str.extract(r"^([A-Z*])(\d+)([A-Z*])$")
+    unreadable = entries[parsed[0].isna()]
+    if len(unreadable):
+        raise LandscapeError(f"{table}: cannot read the muts column entry {unreadable.iloc[0]!r} "
+                             "(expected e.g. A104G)")
+    pairs = parsed[[1, 0]].drop_duplicates()
+    pairs[1] = pairs[1].astype(int)
+    conflicts = pairs[pairs[1].duplicated(keep=False)]
+    if len(conflicts):
+        raise LandscapeError(f"{table}: the muts column gives site(s) {sorted(set(conflicts[1]))} "
+                             "more than one wild-type residue")
+    # the site order of the variant strings: that of the longest muts entry
+    longest = muts.loc[lambda m: m.str.count(":") == m.str.count(":").max()].iloc[0]
+    order = [int(re.fullmatch(r"[A-Z*](\d+)[A-Z*]", e).group(1)) for e in longest.split(":")]
+    if set(order) != set(pairs[1]):
+        raise LandscapeError(f"{table}: no muts entry lists all sites {sorted(set(pairs[1]))}; give the sites")
+    wild = dict(zip(pairs[1], pairs[0]))
+    return order, [wild[s] for s in order]
+
+
 class FitnessTable(Oracle):
     """Look up measured fitness of protein variants.
 
@@ -88,15 +122,17 @@ class FitnessTable(Oracle):
             raise LandscapeError(f"{table}: no variant column; columns are {list(frame.columns)}")
         if fitness_column is None or fitness_column not in frame:
             raise LandscapeError(f"{table}: no fitness column; columns are {list(frame.columns)}")
-        is_sequence = re.fullmatch(r"[A-Za-z]+", parent) is not None  # a path has '.' or '/'
+        if frame.empty:
+            raise LandscapeError(f"{table}: the table has no rows")
+        # a path has '.' or '/'; a bare shipped name (``TrpB``) is its FASTA, not a sequence
+        is_sequence = re.fullmatch(r"[A-Za-z]+", parent) is not None and not (
+            len(parent) < 64 and (LANDSCAPES / f"{parent}.fasta").is_file())
         self.parent = parent.upper() if is_sequence else read_fasta(_resolve(parent), translate_parent)
+        if not self.parent:
+            raise LandscapeError(f"the parent sequence {parent!r} is empty")
         wild_type = None
         if "muts" in frame:
-            parsed = [re.fullmatch(r"([A-Z*])(\d+)(.)", m) for m in str(frame["muts"].iloc[0]).split(":")]
-            if not all(parsed):
-                raise LandscapeError(f"{table}: cannot read the muts column {frame['muts'].iloc[0]!r}")
-            table_sites = [int(m.group(2)) for m in parsed]
-            wild_type = [m.group(1) for m in parsed]
+            table_sites, wild_type = _sites_from_muts(frame["muts"], table)
             if sites is not None and list(sites) != table_sites:
                 raise LandscapeError(f"{table}: configured sites {list(sites)} differ from the table's {table_sites}")
             sites = table_sites
@@ -105,7 +141,10 @@ class FitnessTable(Oracle):
         self.sites = [int(s) for s in sites]
         bad = [s for s in self.sites if not 1 <= s <= len(self.parent)]
         if bad:
-            raise LandscapeError(f"site(s) {bad} outside the parent sequence of length {len(self.parent)}")
+            raise LandscapeError(f"site(s) {bad} outside the parent sequence of length {len(self.parent)} "
+                                 "(sites are 1-indexed)")
+        if len(set(self.sites)) != len(self.sites):
+            raise LandscapeError(f"sites {self.sites} are not distinct")
         if wild_type is not None:
             mismatch = [(s, w, self.parent[s - 1]) for s, w in zip(self.sites, wild_type) if self.parent[s - 1] != w]
             if mismatch:
