@@ -8,6 +8,7 @@ from datamodules.sequences import (
     SequenceDataModule,
     SmilesFileDataModule,
 )
+from datamodules.tables import DHSCellTypeDataModule, MPRAActivityDataModule, QM9DataModule, TableDataModule  # noqa: F401
 
 __all__ = ["ChemblDataModule", "DHSDataModule", "MosesDataModule", "MPRADataModule",
            "SequenceDataModule", "SmilesFileDataModule"]

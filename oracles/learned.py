@@ -1,0 +1,149 @@
+"""A trained reward model (``lightning_modules.reward_model``) served as an oracle.
+
+Why: properties without a formula — QM9's polarizability, HOMO–LUMO gap and U0, a DNA sequence's
+cell-type specificity — are rewarded through a model trained on measurements. The oracle is the
+only thing an alignment run sees, so it keeps the oracle contract of ``oracles.base``: float64
+energies (lower is better), a validity mask, raw values, and the oracle's ``penalty`` (never NaN)
+for inputs the model cannot score — unparsable SMILES, DNA with letters other than ACGT or of a
+length the model was not trained on.
+
+Energies: one column per selected task (shape ``[n, k]``; ``[n]`` for a single task). Each task's
+raw prediction becomes an energy by its ``transforms`` entry (any ``oracles.transforms`` object,
+e.g. ``Harmonic(mu, sigma)`` for a target value), else by its direction: ``maximize`` → −value,
+``minimize`` → value. Inference is batched on the model's device; each distinct input string is
+predicted once per batch and kept in an LRU cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from oracles.base import Oracle, Scores, _check_batch
+from oracles.canonical import canonicaliser
+from oracles.transforms import Transform
+
+DIRECTIONS = ("maximize", "minimize")
+
+
+class LearnedOracle(Oracle):
+    """Energies from a reward-model checkpoint.
+
+    Args:
+        checkpoint: a directory written by ``save_reward_model`` (e.g. ``checkpoints/reward-qm9``),
+            a name under ``checkpoints/`` (``reward-qm9``), or a Lightning ``.ckpt``.
+        tasks: the model outputs to use, in this order (default: all). One task gives energies
+            of shape ``[n]``, several ``[n, k]``.
+        directions: ``{task: maximize | minimize}``; tasks not named are maximised.
+        transforms: ``{task: Transform}`` mapping that task's raw value to its energy (overrides
+            its direction).
+        transform: one transform for every task without its own entry (overrides directions).
+        penalty: energy of invalid inputs.
+        batch_size: inputs per forward pass.
+        device: ``cpu``, ``cuda``, ``cuda:1`` … or ``auto`` (GPU when there is one).
+        cache_size: predictions kept in memory (distinct input strings).
+    """
+
+    name = "learned"
+
+    def __init__(self, checkpoint: str, tasks: list[str] | str | None = None,
+                 directions: dict[str, str] | None = None, transforms: dict[str, Transform] | None = None,
+                 transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
+                 batch_size: int = 1024, device: str = "cpu", cache_size: int = 200_000):
+        super().__init__(transform=None, penalty=penalty, name=name)
+        from lightning_modules.reward_model import load_reward_model
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.checkpoint = str(checkpoint)
+        self.model = load_reward_model(checkpoint, map_location=device)
+        available = list(self.model.hparams.tasks)
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks or available)
+        unknown = [t for t in tasks if t not in available]
+        if unknown or not tasks:
+            raise ValueError(f"unknown task(s) {unknown} for {checkpoint}; the model predicts {available}")
+        self.tasks, self.columns = tasks, [available.index(t) for t in tasks]
+        directions = dict(directions or {})
+        transforms = dict(transforms or {})
+        for label, given in (("directions", directions), ("transforms", transforms)):
+            extra = [t for t in given if t not in tasks]
+            if extra:
+                raise ValueError(f"{label} name task(s) {extra} that are not among the oracle's tasks {tasks}")
+        bad = {t: d for t, d in directions.items() if d not in DIRECTIONS}
+        if bad:
+            raise ValueError(f"directions must be {DIRECTIONS}, got {bad}")
+        self.directions = {t: directions.get(t, "maximize") for t in tasks}
+        self.transforms = transforms
+        self.shared_transform = transform
+        self.batch_size = int(batch_size)
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        domain = self.model.domain
+        self._canonical = canonicaliser(domain) if domain in ("smiles", "dna", "protein") else None
+
+    @property
+    def names(self) -> list[str]:
+        """One name per energy column, as ``EnergyVector`` has."""
+        return [f"{self.name}/{t}" for t in self.tasks]
+
+    @property
+    def wild_type(self) -> str | None:
+        """A reference input the model scores (the card's example), used by generic smoke checks."""
+        return getattr(self.model, "card", {}).get("example_input")
+
+    def energies_of(self, values: np.ndarray) -> np.ndarray:
+        """Raw values [n, k] (task order of ``tasks``) → energies [n, k]."""
+        out = np.empty_like(values)
+        for j, task in enumerate(self.tasks):
+            transform = self.transforms.get(task, self.shared_transform)
+            if transform is not None:
+                out[:, j] = transform(values[:, j])
+            else:
+                out[:, j] = -values[:, j] if self.directions[task] == "maximize" else values[:, j]
+        return out
+
+    def predict_values(self, sequences: list[str]) -> np.ndarray:
+        """Raw predictions [n, k] for the selected tasks, through the cache; NaN rows where invalid."""
+        keys = [s if isinstance(s, str) else None for s in sequences]
+        missing = [s for s in dict.fromkeys(k for k in keys if k is not None) if s not in self._cache]
+        fresh: dict[str, np.ndarray] = {}
+        if missing:
+            preds = self.model.predict(missing, batch_size=self.batch_size)[:, self.columns]
+            fresh = dict(zip(missing, preds))
+        out = np.full((len(sequences), len(self.tasks)), np.nan)
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in fresh:
+                out[i] = fresh[key]
+            else:
+                out[i] = self._cache[key]
+                self._cache.move_to_end(key)
+        for key, value in fresh.items():
+            self._cache[key] = value
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()
+        return state
+
+    def __call__(self, sequences: Sequence[str]) -> Scores:
+        batch = _check_batch(sequences)
+        strings = [s if isinstance(s, str) else "" for s in batch]
+        values = self.predict_values(strings)
+        energies = self.energies_of(values)
+        valid = np.isfinite(values).all(1) & np.isfinite(energies).all(1)
+        energies = np.where(valid[:, None], energies, self.penalty)
+        values = np.where(valid[:, None], values, np.nan)
+        canonical = [self._canonical(s) if self._canonical and ok else (s if ok else None)
+                     for s, ok in zip(strings, valid)]
+        if len(self.tasks) == 1:
+            energies = energies[:, 0]
+        return Scores(torch.from_numpy(energies.astype(np.float64)), torch.from_numpy(valid),
+                      {f"{self.name}/{t}": values[:, j] for j, t in enumerate(self.tasks)}, canonical)
