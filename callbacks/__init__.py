@@ -3,8 +3,9 @@
 from callbacks.export import ExportPretrained
 from callbacks.merging import WeightMergingCallback
 from callbacks.precision import MatmulPrecision
+from callbacks.preemption import RequeueOnPreemption
 from callbacks.sample_quality import SampleQuality
 from callbacks.soup_front import SoupFront, simplex_grid
 
-__all__ = ["ExportPretrained", "MatmulPrecision", "SampleQuality", "SoupFront", "WeightMergingCallback",
+__all__ = ["ExportPretrained", "MatmulPrecision", "RequeueOnPreemption", "SampleQuality", "SoupFront", "WeightMergingCallback",
            "simplex_grid"]

@@ -298,6 +298,9 @@ class StreamingLoader(DataLoader):
     def __init__(self, stream: BatchStream, num_workers: int = 0,
                  epoch_fn: Callable[[], int] | None = None,
                  resume_fn: Callable[[], tuple[int, int] | None] | None = None, **kwargs):
+        # An own generator: each ``iter`` draws a worker base seed, and drawing it from the global
+        # RNG would shift the dropout stream of a resumed run relative to an uninterrupted one.
+        kwargs.setdefault("generator", torch.Generator().manual_seed(0))
         super().__init__(stream, batch_size=None, num_workers=num_workers,
                          persistent_workers=False, **kwargs)
         self._epoch_fn = epoch_fn

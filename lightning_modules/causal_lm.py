@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
+from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, MolGPT, check_vocab
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
@@ -125,3 +126,9 @@ class CausalLMPretraining(L.LightningModule):
         """Draw ``n`` sequences with the KV-cached sampler (``networks.sampling.sample``)."""
         return sample(self.model, self.tokenizer, n, max_new_tokens, temperature, top_k,
                       batch_size=batch_size).texts
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint.setdefault("rng_states", {})[self.global_rank] = rng_state()  # dropout masks on resume
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_rng(checkpoint.get("rng_states", {}).get(self.global_rank))

@@ -1,0 +1,1 @@
+"""Running rewardfit on clusters (SLURM submission with preemption and requeue)."""
