@@ -7,7 +7,9 @@ Why a script next to ``main.py fit``: a shipped checkpoint needs more than weigh
 metrics per task (in source units), the confusion matrix of a classifier, the split sizes, the
 wall time and the exact command — and these are written into ``config.json`` (``card``) and a
 ``README.md`` model card by the same run that made the weights, so they cannot drift apart.
-Extra arguments after ``--`` go to the CLI (``-- --trainer.max_epochs 3``).
+Extra arguments after ``--`` go to the CLI (``-- --trainer.max_epochs 3``). ``--retest`` evaluates
+the model already in ``--out`` on the config's test split again (current evaluation code) and
+rewrites only the card's test metrics.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ if str(ROOT) not in sys.path:
 
 from lightning_modules.reward_model import save_reward_model  # noqa: E402
 from main import cli_main  # noqa: E402
+
+HARTREE_EV = 27.211386
 
 BASELINES = {  # published QM9 test MAE for context: SchNet (Schütt et al., J. Chem. Phys. 148, 241722, 2018),
     # trained on 110k molecules WITH 3-D geometries; our models see only the SMILES graph
@@ -52,8 +56,11 @@ def _card_markdown(card: dict) -> str:
         lines += ["| task | unit | MAE | RMSE | R² | Pearson | Spearman |", "|---|---|---|---|---|---|---|"]
         for t in card["tasks"]:
             m = {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith(f"test/{t}/")}
-            lines.append(f"| {t} | {card.get('units', {}).get(t, '')} | {m['mae']:.4g} | {m['rmse']:.4g} | "
-                         f"{m['r2']:.4f} | {m['pearson']:.4f} | {m['spearman']:.4f} |")
+            unit = card.get("units", {}).get(t, "")
+            mae = f"{m['mae']:.4g}" + (f" ({m['mae'] * HARTREE_EV:.3g} eV)" if unit == "Ha" else "")
+            r = lambda x: f"{x:.7f}" if x > 0.9999 else f"{x:.4f}"  # noqa: E731
+            lines.append(f"| {t} | {unit} | {mae} | {m['rmse']:.4g} | {r(m['r2'])} | {r(m['pearson'])} | "
+                         f"{r(m['spearman'])} |")
     else:
         lines += ["| output | test AUROC |", "|---|---|"]
         for t in card["tasks"]:
@@ -69,12 +76,36 @@ def _card_markdown(card: dict) -> str:
     if card.get("baselines"):
         lines += ["", "Published test MAE for context (different models and splits, not a like-for-like comparison):", ""]
         lines += [f"- {t}: {b}" for t, b in card["baselines"].items()]
-    lines += ["", "## How it was made", "", f"- command: `{card['command']}`",
+    lines += ["", "## How it was made", "", f"- command: `{card['command']}`"]
+    if card.get("test_command"):
+        lines += [f"- test metrics above recomputed with: `{card['test_command']}`"]
+    lines += [
               f"- wall time: {card['wall_time_s'] / 60:.1f} min ({card['epochs_run']} epochs, best epoch by "
-              f"validation chosen) on {card['hardware']}", f"- torch {card['torch']}, seed {card['seed']}", "",
+              f"validation chosen) on {card['hardware']}"]
+    if card.get("notes"):
+        lines += [f"- {card['notes']}"]
+    lines += [f"- torch {card['torch']}, seed {card['seed']}", "",
               "## Use", "", "```python", "from oracles.learned import LearnedOracle",
               f"oracle = LearnedOracle('{card['name']}')  # energies, one column per task", "```", ""]
     return "\n".join(lines)
+
+
+def retest(directory: str, data, trainer, command: str) -> dict:
+    """Test the saved model in ``directory`` again and rewrite its card's metrics and README."""
+    from lightning_modules.reward_model import load_reward_model
+
+    model = load_reward_model(directory)
+    card = dict(model.card)
+    metrics = {k: float(v) for k, v in trainer.test(model, datamodule=data)[0].items()}
+    card["test_metrics"] = metrics
+    card["test_command"] = command
+    card["confusion"] = model.confusion["test"].tolist() if "test" in model.confusion else None
+    out = save_reward_model(model, directory, card)
+    (out / "README.md").write_text(_card_markdown(card))
+    print(json.dumps({"test": metrics}, indent=1))
+    if card["confusion"]:
+        print(np.array(card["confusion"]))
+    return card
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -85,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--description", default="")
+    parser.add_argument("--retest", action="store_true")
+    parser.add_argument("--notes", default="", help="a line for the card, e.g. about the machine")
     args = parser.parse_args(argv)
     command = "OMP_NUM_THREADS=1 python benchmarks/train_reward_model.py " + " ".join(
         f"--config {c}" for c in args.config) + f" --out {args.out}" + (
@@ -92,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     cli_args = [x for c in args.config for x in ("--config", c)] + extra
     cli = cli_main(cli_args, run=False)
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    if args.retest:
+        return retest(args.out, data, trainer, command + " --retest")
     start = time.time()
     trainer.fit(model, datamodule=data)
     fit_time = time.time() - start

@@ -527,9 +527,20 @@ class RewardModelModule(L.LightningModule):
             return multiclass_loss(out, targets, hp.label_smoothing)
         return binary_loss(out, targets)
 
+    def _outputs(self, sequences: list[str]) -> torch.Tensor:
+        """Raw outputs for valid strings; in eval mode averaged with the reverse complement when
+        ``reverse_complement_average`` is set, so that validation/test metrics describe exactly
+        what :meth:`predict` (and so the oracle) serves."""
+        out = self(_to_device(self.encoder.featurize(sequences), self.device))
+        if self.hparams.reverse_complement_average and self.domain == "dna" and not self.training:
+            from datamodules.tables import reverse_complement
+
+            rc = self(_to_device(self.encoder.featurize([reverse_complement(s) for s in sequences]), self.device))
+            out = (out + rc) / 2  # average of raw outputs (standardised values or logits)
+        return out
+
     def _step(self, batch):
-        features = _to_device(self.encoder.featurize(batch["sequences"]), self.device)
-        out = self(features)
+        out = self._outputs(batch["sequences"])
         return out, self._loss(out, batch["targets"])
 
     def training_step(self, batch, batch_idx):
@@ -652,12 +663,7 @@ class RewardModelModule(L.LightningModule):
             for start in range(0, len(index), size):
                 rows = index[start:start + size]
                 batch = [sequences[i] for i in rows]
-                raw = self(_to_device(self.encoder.featurize(batch), self.device))
-                if self.hparams.reverse_complement_average and self.domain == "dna":
-                    from datamodules.tables import reverse_complement
-
-                    rc = self(_to_device(self.encoder.featurize([reverse_complement(s) for s in batch]), self.device))
-                    raw = (raw + rc) / 2  # average of raw outputs (standardised values or logits)
+                raw = self._outputs(batch)
                 out[rows] = self.outputs_to_values(raw).cpu().numpy()
         finally:
             self.train(was_training)

@@ -329,3 +329,39 @@ def test_linear_composition_path_starts_at_the_least_squares_fit(tmp_path, chemb
         if linear:  # the MLP adds a small random part on top of the exact linear fit
             assert np.abs(pred - np.array(u0)).mean() < 0.05 * np.std(u0)
     assert r2[True] > 0.998 and r2[False] < 0.5, r2
+
+
+def test_mpra_tiny_config_fits_through_the_cli_and_exports(tmp_path):
+    path = tmp_path / "mpra.tsv"
+    table = _mpra_table(200, 200, 1)
+    table["SKNSH_log2FC"] = table["HepG2_log2FC"] * 0.3
+    table.to_csv(path, sep="\t", index=False)
+    extra = tmp_path / "export.yaml"
+    extra.write_text("trainer:\n  callbacks:\n    - class_path: lightning_modules.reward_model.ExportRewardModel\n"
+                     f"      init_args: {{dirpath: {tmp_path / 'export'}}}\n")
+    cli = cli_main(["fit", "--config", str(ROOT / "configs/reward_models/mpra_tiny.yaml"), "--config", str(extra),
+                    "--data.path", str(path), "--trainer.max_epochs", "1", "--data.split", "random"])
+    seqs = table["sequence"].tolist()[:10]
+    exported = load_reward_model(tmp_path / "export")
+    assert np.array_equal(exported.predict(seqs), cli.model.predict(seqs))
+    assert exported.hparams.tasks == ["HepG2_log2FC", "K562_log2FC", "SKNSH_log2FC"]
+
+
+def test_shipped_checkpoints_serve_as_oracles():
+    """The shipped models load by name, predict sensible values and agree with their oracle configs."""
+    from oracles.config import oracle_from_config
+
+    qm9 = load_reward_model("reward-qm9")
+    assert qm9.hparams.tasks == ["alpha", "gap", "u0"]
+    pred = qm9.predict(["C", "c1ccccc1", "not a smiles"])
+    # QM9 values (Index 1, methane; 214, benzene): alpha 13.21 / 57.28 bohr³, U0 -40.47893 / -232.164586 Ha
+    assert abs(pred[0, 2] + 40.47893) < 0.2 and abs(pred[1, 2] + 232.164586) < 0.2
+    assert abs(pred[1, 0] - 57.28) < 3 and np.isnan(pred[2]).all()
+    vector = oracle_from_config(ROOT / "configs/oracles/qm9_multi.yaml")(["C", "c1ccccc1"])
+    np.testing.assert_array_equal(vector.energies.numpy(), pred[:2] * np.array([-1, 1, 1]))
+    dhs = load_reward_model("reward-dna-dhs")
+    example = dhs.card["example_input"]
+    probs = dhs.predict([example, example[:150]])
+    assert probs[0].sum() == pytest.approx(1.0) and np.isnan(probs[1]).all()
+    hepg2 = oracle_from_config(ROOT / "configs/oracles/dhs_hepg2.yaml")([example])
+    assert hepg2.energies.tolist() == [-probs[0, dhs.hparams.tasks.index("HepG2")]]
