@@ -289,8 +289,12 @@ class DirectedEvolution(L.LightningModule):
         if self.round >= self.hparams.rounds:
             self.trainer.should_stop = True
             return
-        source = {"policy": "policy", "reference": "reference", "random": "random"}[self.hparams.method]
-        variants, filled = self.propose(source)
+        if len(set(self.variants)) >= self.layout.n_variants:
+            log.warning("every one of the %d variants is measured: the campaign ends at round %d",
+                        self.layout.n_variants, self.round)
+            self.trainer.should_stop = True
+            return
+        variants, filled = self.propose(self.hparams.method)
         self._add_round(variants, filled)
         if self.round >= self.hparams.rounds:
             self.trainer.should_stop = True

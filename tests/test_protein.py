@@ -304,3 +304,14 @@ def test_cli_campaign_resumes_exactly_from_a_checkpoint(tmp_path, monkeypatch):
     assert first == straight[: len(first)] and {r for _, r in first} == {"0", "1"}
     resumed, _ = run("interrupted", ["--ckpt_path", str(out / "checkpoints" / "last.ckpt")])
     assert resumed == straight
+
+
+def test_campaign_on_your_own_csv_stops_when_the_landscape_is_exhausted(tmp_path):
+    from oracles.fitness_table import FitnessTable
+
+    table = tmp_path / "assay.csv"
+    table.write_text("AAs,fitness,muts\n" + "".join(f"{a},{i / 19:.4f},K2{a}\n" for i, a in enumerate(AMINO_ACIDS)))
+    oracle = FitnessTable(str(table), "MKTA")
+    history = _tiny_campaign(oracle, variants_per_round=8, rounds=4, variants_per_step=4)
+    assert [h["round/measurements"] for h in history] == [8, 16, 20]
+    assert history[-1]["round/best_normalised"] == 1.0 and history[-1]["round/top1_fraction"] == 1.0
