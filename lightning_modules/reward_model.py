@@ -306,7 +306,7 @@ class PooledLM(Encoder):
             ``{class_path: networks.architectures.Pretrained, init_args: {path: molgpt-moses}}``.
         pool: ``mean`` over tokens or ``last`` (the final real token, natural for a causal LM).
         freeze: keep the language model fixed and train only the heads.
-        masked_lm: the model is a masked LM (ESM).
+    A masked LM (ESM) is named as ``Pretrained(path, masked_lm: true)``.
     """
 
     def __init__(self, architecture: dict, pool: str = "mean", freeze: bool = False):
@@ -381,7 +381,10 @@ class RewardModelModule(L.LightningModule):
         target_mean, target_std: standardisation statistics; by default computed from the
             training split at the start of ``fit`` and then kept in the checkpoint.
         sequence_length: inputs of another length are invalid (DNA models trained on 200 bp).
-        reverse_complement_average: DNA predictions average the sequence and its reverse complement.
+        reverse_complement_average: DNA predictions (and validation/test metrics) average the
+            sequence and its reverse complement.
+        label_smoothing: for the multiclass cross-entropy (the DHS classes overlap: many sites
+            are open in more than one cell type).
         predict_batch_size: batch size of :meth:`predict`.
     """
 

@@ -156,9 +156,9 @@ def test_mpra_planted_motif_is_learned(tmp_path):
     data = MPRAActivityDataModule(str(path), targets=["HepG2_log2FC", "K562_log2FC"], sequence_length=100,
                                   batch_size=64)
     model = RewardModelModule(tasks=["HepG2_log2FC", "K562_log2FC"], tokenizer="dna", sequence_length=100,
-                              encoder=DNAConvNet([32], [11], dropout=0.0), lr=1e-2, warmup_steps=0,
+                              encoder=DNAConvNet([64], [11], dropout=0.0), lr=1e-2, warmup_steps=0,
                               reverse_complement_average=True)
-    trainer = L.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=data)
     sizes = {k: len(v[0]) for k, v in data.data.items()}
