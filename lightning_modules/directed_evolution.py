@@ -188,7 +188,8 @@ class DirectedEvolution(L.LightningModule):
             return self._uniform(n, exclude), 0
         model = self.model if source == "policy" else self.reference
         drawn = sample_variants(model, self.layout, n, hp.temperature, hp.top_k, self._device_generator(),
-                                exclude=exclude, max_attempts=hp.max_attempts, chunk_size=hp.chunk_size)
+                                exclude=exclude, unique=True, max_attempts=hp.max_attempts,
+                                chunk_size=hp.chunk_size)
         variants = list(drawn.variants)
         filled = n - len(variants)
         if filled:

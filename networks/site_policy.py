@@ -208,8 +208,9 @@ def sample_variants(model: PreTrainedModel, layout: SiteLayout, n: int, temperat
     asks for *new* variants) it draws batches, keeps the first occurrence of each variant not in
     ``exclude``, and stops when it has ``n`` or after ``max_attempts`` draws — so a policy that
     has collapsed onto measured variants returns fewer than ``n`` (the caller decides what to
-    do; see ``SiteSample.attempts``). The kept variants are a sample from π conditioned on
-    being new, and their log-probabilities are still the unconditioned log π.
+    do; see ``SiteSample.attempts``). Keeping the first occurrence of each new variant in a
+    stream of i.i.d. draws is successive sampling without replacement from π restricted to the
+    unmeasured variants; the returned log-probabilities are still the unconditioned log π.
 
     Reproducible: the same ``generator`` seed (on the model's device) gives the same variants.
     """

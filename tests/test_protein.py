@@ -314,4 +314,12 @@ def test_campaign_on_your_own_csv_stops_when_the_landscape_is_exhausted(tmp_path
     oracle = FitnessTable(str(table), "MKTA")
     history = _tiny_campaign(oracle, variants_per_round=8, rounds=4, variants_per_step=4)
     assert [h["round/measurements"] for h in history] == [8, 16, 20]
+    assert [h["round/unique"] for h in history] == [8, 16, 20]
+    # round 0 from the reference is distinct too: all 20 variants of a 1-site landscape in one round
+    from lightning_modules.directed_evolution import DirectedEvolution
+
+    module = DirectedEvolution(oracle, policy=ESM(**TINY), variants_per_round=20)
+    for source in ("reference", "policy", "random"):
+        proposed, filled = module.propose(source)
+        assert sorted(proposed) == sorted(AMINO_ACIDS), source
     assert history[-1]["round/best_normalised"] == 1.0 and history[-1]["round/top1_fraction"] == 1.0
