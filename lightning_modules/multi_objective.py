@@ -38,7 +38,6 @@ from networks.architectures import Architecture, Pretrained
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle
-from oracles.combine import EnergyVector
 
 
 def disable_dropout(model: nn.Module) -> nn.Module:
@@ -51,7 +50,9 @@ def disable_dropout(model: nn.Module) -> nn.Module:
 
 
 def objective_names(oracle: Oracle) -> list[str]:
-    return list(oracle.names) if isinstance(oracle, EnergyVector) else [oracle.name]
+    """One name per energy column: an ``EnergyVector``'s parts, a multi-task oracle's ``names``."""
+    names = getattr(oracle, "names", None)
+    return list(names) if names else [oracle.name]
 
 
 class MultiObjectiveModule(L.LightningModule):
