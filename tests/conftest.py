@@ -19,6 +19,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("REWARDFIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch):
+    """Runs without a logger write into the working directory (config.yaml, plots, CSVs);
+    each test gets its own, so nothing lands in the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def chembl_smiles() -> list[str]:
     from datamodules.sources import chembl_path
