@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-pretrain test clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
+	$(PY) main.py fit --config configs/demo/era_logp_cpu.yaml
+
+demo-pretrain: setup
 	$(PY) main.py fit --config configs/demo/pretrain_moses_cpu.yaml
 
 test: setup

@@ -16,6 +16,7 @@ The run, from one ``fit`` command:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -39,8 +40,27 @@ from oracles.base import Oracle
 log = logging.getLogger(__name__)
 
 
+SETTINGS_KEY = b"rewardfit.dataset_settings"
+
+
 class NonFiniteEnergyError(ValueError):
     pass
+
+
+def describe(obj, depth: int = 0):
+    """A plain-data description of a configured object (class and settings, recursively), used
+    to tell whether two oracles would score the same way."""
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [describe(o, depth + 1) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): describe(v, depth + 1) for k, v in obj.items()}
+    if depth > 4 or not hasattr(obj, "__dict__"):
+        return type(obj).__name__
+    settings = {k: describe(v, depth + 1) for k, v in sorted(vars(obj).items())
+                if not k.startswith("_") and k not in ("cache_size", "n_workers", "disk_cache", "model")}
+    return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}", **settings}
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -104,9 +124,31 @@ class OfflineAlignment(L.LightningModule):
                 "energies; give it a finite penalty for invalid samples")
         return energies, scores.valid.numpy(), scores.values
 
+    def dataset_settings(self) -> dict:
+        """What the stored samples depend on: reference, tokenizer, sampling settings, oracle."""
+        hp = self.hparams
+        return {"policy": hp.policy, "tokenizer": hp.tokenizer, "num_samples": hp.num_samples, "top_k": hp.top_k,
+                "temperature": hp.temperature, "max_new_tokens": hp.max_new_tokens, "seed": hp.seed,
+                "oracle": describe(self.oracle)}
+
+    def check_dataset_settings(self, path: Path) -> None:
+        """A stored sample set made with other settings is an error, never silently reused."""
+        import pyarrow.parquet as pq
+
+        stored = (pq.read_schema(path).metadata or {}).get(SETTINGS_KEY)
+        if stored is None:
+            log.warning("%s has no recorded settings (made by an older version); reusing it as is", path)
+            return
+        stored, now = json.loads(stored), json.loads(json.dumps(self.dataset_settings()))
+        changed = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+        if changed:
+            raise ValueError(f"{path} was made with different {changed} (stored {[stored.get(k) for k in changed]}, "
+                             f"now {[now.get(k) for k in changed]}); delete it or set dataset_path to a new file")
+
     def prepare_data(self) -> None:
         path = Path(self.hparams.dataset_path)
         if path.is_file():
+            self.check_dataset_settings(path)
             return
         hp = self.hparams
         log.info("sampling %d sequences from the reference for %s", hp.num_samples, path)
@@ -125,7 +167,12 @@ class OfflineAlignment(L.LightningModule):
         fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=path.parent)
         os.close(fd)
         try:
-            frame.to_parquet(tmp, index=False)
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            metadata = {**(table.schema.metadata or {}), SETTINGS_KEY: json.dumps(self.dataset_settings()).encode()}
+            pq.write_table(table.replace_schema_metadata(metadata), tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

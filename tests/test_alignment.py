@@ -118,3 +118,16 @@ def test_online_alignment_lowers_the_energy_and_checkpoints_its_round(tmp_path):
     trainer.save_checkpoint(tmp_path / "online.ckpt")
     state = torch.load(tmp_path / "online.ckpt", weights_only=True)
     assert state["online_rounds"] == 4 and torch.equal(state["online_round"]["i"], module.round["i"])
+
+
+def test_offline_set_made_with_other_settings_is_not_reused(tmp_path):
+    module = _module(tmp_path, ERA(beta=5.0))
+    module.prepare_data()
+    module.prepare_data()  # same settings: reused
+    changed = _module(tmp_path, ERA(beta=5.0))
+    changed.hparams.top_k = 5
+    with pytest.raises(ValueError, match="top_k"):
+        changed.prepare_data()
+    other_oracle = _module(tmp_path, ERA(beta=5.0), oracle=Broken())
+    with pytest.raises(ValueError, match="oracle"):
+        other_oracle.prepare_data()
