@@ -48,7 +48,7 @@ def _card_markdown(card: dict) -> str:
              f"- rows: {card['sizes']}" + (f"; dropped invalid rows: {card['n_dropped']}" if card["n_dropped"] else ""),
              "", "## Model", "", f"- task: {card['task']}; outputs: {', '.join(card['tasks'])}",
              f"- encoder: `{json.dumps(card['encoder'])}`", f"- parameters: {card['n_parameters']:,}",
-             f"- files: `model.safetensors` (weights and float64 standardisation buffers), `config.json` "
+             "- files: `model.safetensors` (weights and float64 standardisation buffers), `config.json` "
              "(constructor arguments, standardisation mean/std, this card)", "",
              "## Held-out test metrics", ""]
     metrics = card["test_metrics"]

@@ -12,7 +12,6 @@ import itertools
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 
 from lightning_modules.pareto import hypervolume, plot_fronts

@@ -1,4 +1,4 @@
-"""DataModules that stream sequence data sets (SMILES, DNA) to the trainer."""
+"""DataModules: streaming sequence corpora (SMILES, DNA) and labelled tables (QM9, MPRA, DHS, CSV)."""
 
 from datamodules.sequences import (
     ChemblDataModule,
@@ -8,7 +8,7 @@ from datamodules.sequences import (
     SequenceDataModule,
     SmilesFileDataModule,
 )
-from datamodules.tables import DHSCellTypeDataModule, MPRAActivityDataModule, QM9DataModule, TableDataModule  # noqa: F401
+from datamodules.tables import DHSCellTypeDataModule, MPRAActivityDataModule, QM9DataModule, TableDataModule
 
-__all__ = ["ChemblDataModule", "DHSDataModule", "MosesDataModule", "MPRADataModule",
-           "SequenceDataModule", "SmilesFileDataModule"]
+__all__ = ["ChemblDataModule", "DHSCellTypeDataModule", "DHSDataModule", "MosesDataModule", "MPRAActivityDataModule",
+           "MPRADataModule", "QM9DataModule", "SequenceDataModule", "SmilesFileDataModule", "TableDataModule"]

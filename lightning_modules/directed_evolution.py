@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_modules.pair_losses import ERA, PairObjective
 from networks.architectures import Architecture, ESM
 from networks.site_policy import SiteLayout, build_masked_lm, sample_variants, variant_logprob
-from networks.tokenizers import AMINO_ACIDS, load_tokenizer
+from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -18,19 +17,8 @@ from lightning_modules import CausalLMPretraining, MultiObjectiveModule, OnlineA
 from lightning_modules.pair_losses import ERA  # noqa: E402
 from lightning_modules.policy_updates import RLOO  # noqa: E402
 from networks.architectures import GPT  # noqa: E402
-from oracles.base import Oracle, Scores  # noqa: E402
 from oracles.combine import EnergyVector  # noqa: E402
-
-
-class CharCount(Oracle):
-    def __init__(self, char: str):
-        super().__init__(name=f"count_{char}")
-        self.char = char
-
-    def __call__(self, sequences):
-        values = np.array([s.count(self.char) for s in sequences], dtype=np.float64)
-        return Scores(torch.from_numpy(-values / 5), torch.ones(len(values), dtype=torch.bool),
-                      {self.name: values}, list(sequences))
+from toy_oracles import CharCount  # noqa: E402  (this script's folder is on sys.path)
 
 
 def trainer(**kwargs):

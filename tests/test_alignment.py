@@ -1,7 +1,6 @@
 """Offline alignment end to end on a tiny model: the data set is made once, energies fall."""
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,17 +10,7 @@ from lightning_modules.alignment import NonFiniteEnergyError
 from lightning_modules.pair_losses import DPO, ERA
 from networks.architectures import GPT
 from oracles.base import Oracle, Scores
-
-
-class Length(Oracle):
-    """Energy = length / 10: a reward any random model can improve on (it must learn to stop)."""
-
-    name = "length"
-
-    def __call__(self, sequences):
-        values = np.array([len(s) for s in sequences], dtype=np.float64)
-        return Scores(torch.from_numpy(values / 10), torch.ones(len(values), dtype=torch.bool),
-                      {"length": values}, list(sequences))
+from toy_oracles import Length
 
 
 class Broken(Oracle):

@@ -22,28 +22,7 @@ from lightning_modules.policy_updates import PPO, RLOO, ERAUpdate
 from networks.architectures import GPT
 from oracles.base import Oracle, Scores
 from oracles.combine import EnergyVector
-
-
-class CharCount(Oracle):
-    """Energy = −(count of ``char``) / 5: learnable by any random model, no RDKit."""
-
-    def __init__(self, char: str):
-        super().__init__(name=f"count_{char}")
-        self.char = char
-
-    def __call__(self, sequences):
-        values = np.array([s.count(self.char) for s in sequences], dtype=np.float64)
-        return Scores(torch.from_numpy(-values / 5), torch.ones(len(values), dtype=torch.bool),
-                      {self.name: values}, list(sequences))
-
-
-class Length(Oracle):
-    name = "length"
-
-    def __call__(self, sequences):
-        values = np.array([len(s) for s in sequences], dtype=np.float64)
-        return Scores(torch.from_numpy(values / 10), torch.ones(len(values), dtype=torch.bool),
-                      {"length": values}, list(sequences))
+from toy_oracles import CharCount, Length
 
 
 def _oracle():
