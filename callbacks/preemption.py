@@ -88,9 +88,3 @@ class RequeueOnPreemption(L.Callback):
             log.warning("preemption: scontrol requeue %s failed (%d): %s", job, result.returncode, result.stderr)
         else:
             log.info("preemption: job %s requeued", job)
-
-    def state_dict(self) -> dict:
-        return {"drill_at_step": self.drill_at_step}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass  # a drill fires at one step only; a resumed run starts after it

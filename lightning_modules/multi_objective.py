@@ -128,11 +128,7 @@ class MultiObjectiveModule(L.LightningModule):
     # ------------------------------------------------------------------ merging
     def _tensor_groups(self) -> list[list[torch.Tensor]]:
         """Parameters and floating-point buffers of every expert, aligned by name."""
-        per_expert = []
-        for expert in self.experts:
-            tensors = dict(expert.named_parameters())
-            tensors.update((n, b) for n, b in expert.named_buffers() if b.is_floating_point())
-            per_expert.append(tensors)
+        per_expert = [_merged_tensors_of(expert) for expert in self.experts]
         return [[t[name] for t in per_expert] for name in per_expert[0]]
 
     def _weights(self, weights) -> torch.Tensor:
@@ -160,12 +156,8 @@ class MultiObjectiveModule(L.LightningModule):
     @torch.no_grad()
     def load_soup(self, weights=None) -> nn.Module:
         """The evaluation copy set to the soup Σ wᵢ θᵢ (the experts are untouched)."""
-        target = dict(self.soup.named_parameters())
-        target.update((n, b) for n, b in self.soup.named_buffers() if b.is_floating_point())
-        names = list(dict(self.experts[0].named_parameters())) + [
-            n for n, b in self.experts[0].named_buffers() if b.is_floating_point()]
-        for name, merged in zip(names, self.merged_tensors(weights)):
-            target[name].copy_(merged)
+        for target, merged in zip(_merged_tensors_of(self.soup).values(), self.merged_tensors(weights)):
+            target.copy_(merged)
         return self.soup
 
     # ------------------------------------------------------------------ training
@@ -212,9 +204,9 @@ class MultiObjectiveModule(L.LightningModule):
             round_ = self.rounds.get(e)
             if round_ is None or self.global_step - round_.made_at_step >= self.update.inner_steps:
                 round_ = self._new_round(e)
-            ids, mask = round_.input_ids.to(self.device), round_.attention_mask.to(self.device)
-            token_logps = sequence_logprob(expert, ids, mask, reduce=False)
-            loss, stats = self.update.loss(token_logps, _on_device(round_, self.device))
+            round_ = _on_device(round_, self.device)
+            token_logps = sequence_logprob(expert, round_.input_ids, round_.attention_mask, reduce=False)
+            loss, stats = self.update.loss(token_logps, round_)
             prefix = f"expert{e}" if self.num_experts > 1 else "policy"
             self.log(f"{prefix}/loss", loss, batch_size=1)
             for key, value in stats.items():
@@ -263,6 +255,13 @@ class MultiObjectiveModule(L.LightningModule):
         for key, value in stats.items():
             if math.isfinite(value):
                 self.log(key, value, batch_size=1, prog_bar=key == "samples/validity")
+
+
+def _merged_tensors_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a merge averages: parameters and floating-point buffers, by name, in a fixed order."""
+    tensors = dict(model.named_parameters())
+    tensors.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
+    return tensors
 
 
 def _on_device(round_: Round, device) -> Round:

@@ -27,7 +27,6 @@ under ``checkpoints/reward-*``; Lightning ``.ckpt`` files load too.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import warnings
@@ -50,6 +49,7 @@ from torchmetrics.regression import (
 )
 
 from lightning_modules.causal_lm import warmup_cosine
+from networks.configurable import Configurable
 
 # Spearman keeps every prediction of the epoch on purpose (held-out sets are small); say it once, not per metric.
 warnings.filterwarnings("ignore", message=".*will save all targets and predictions.*")
@@ -84,7 +84,7 @@ def multiclass_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing:
 # ---------------------------------------------------------------------------------------------
 # encoders
 # ---------------------------------------------------------------------------------------------
-class Encoder(nn.Module):
+class Encoder(Configurable, nn.Module):
     """Sequence strings → feature vectors ``[n, out_dim]``.
 
     ``featurize`` turns valid strings into a CPU tensor (or tuple of tensors) and is the only
@@ -102,20 +102,6 @@ class Encoder(nn.Module):
 
     def featurize(self, sequences: list[str]):
         raise NotImplementedError
-
-    def to_config(self) -> dict:
-        cls = type(self)
-        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self.init_args)}
-
-    @staticmethod
-    def from_config(config: "dict | Encoder") -> "Encoder":
-        if isinstance(config, Encoder):
-            return config
-        module, _, name = config["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        if not (isinstance(cls, type) and issubclass(cls, Encoder)):
-            raise TypeError(f"{config['class_path']} is not an Encoder")
-        return cls(**config.get("init_args", {}))
 
 
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:

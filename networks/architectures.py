@@ -24,10 +24,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from networks.configurable import Configurable
+
 REPO_CHECKPOINTS = Path(__file__).parents[1] / "checkpoints"
 
 
-class Architecture:
+class Architecture(Configurable):
     """Builds a ``transformers`` model for a tokenizer.
 
     ``init_args`` holds the constructor arguments so that an architecture can be stored in a
@@ -35,26 +37,8 @@ class Architecture:
     classes: checkpoints stay loadable with ``torch.load(weights_only=True)``.
     """
 
-    init_args: dict = {}
-
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         raise NotImplementedError
-
-    def to_config(self) -> dict:
-        cls = type(self)
-        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self.init_args)}
-
-    @staticmethod
-    def from_config(config: "dict | Architecture") -> "Architecture":
-        if isinstance(config, Architecture):
-            return config
-        import importlib
-
-        module, _, name = config["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        if not (isinstance(cls, type) and issubclass(cls, Architecture)):
-            raise TypeError(f"{config['class_path']} is not an Architecture")
-        return cls(**config.get("init_args", {}))
 
 
 class GPT(Architecture):
