@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_modules.metrics import validity_and_uniqueness
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
-from networks.architectures import Architecture, Pretrained
+from networks.architectures import Architecture, Pretrained, disable_dropout
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle
@@ -104,7 +104,7 @@ class OfflineAlignment(L.LightningModule):
         architecture = Architecture.from_config(policy or Pretrained("molgpt-moses"))
         self.hparams["policy"] = architecture.to_config()
         self.tokenizer = load_tokenizer(tokenizer)
-        self.model = architecture.build(self.tokenizer)
+        self.model = disable_dropout(architecture.build(self.tokenizer))
         self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.oracle = oracle
         self.objective = objective or ERA()

@@ -34,19 +34,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.metrics import validity_and_uniqueness
 from lightning_modules.policy_updates import RLOO, PolicyUpdate, Round
-from networks.architectures import Architecture, Pretrained
+from networks.architectures import Architecture, Pretrained, disable_dropout
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle
-
-
-def disable_dropout(model: nn.Module) -> nn.Module:
-    """Policy-gradient ratios and log-prob differences must be computed by the same function that
-    sampled; dropout would make them noisy, so alignment runs without it."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-    return model
 
 
 def objective_names(oracle: Oracle) -> list[str]:

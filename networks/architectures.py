@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -159,12 +160,25 @@ class Pretrained(Architecture):
     """Load a saved model directory (``save_pretrained`` format) or a shipped checkpoint by name.
 
     The tokenizer must match the model's embedding table; a mismatch is an error at load time.
+
+    Args:
+        path: a directory or the name of a shipped checkpoint.
+        masked_lm: load a masked LM (ESM) instead of a causal LM.
+        dropout: replaces every dropout probability of the saved model (``None`` keeps them).
+            Continued pretraining usually wants its own value; alignment turns dropout off anyway.
+
+    The model is returned in training mode, like a freshly built one: ``from_pretrained`` returns
+    eval mode, and Lightning keeps a submodule's mode, so a loaded model would otherwise train with
+    its dropout silently off.
     """
 
-    def __init__(self, path: str, masked_lm: bool = False):
+    def __init__(self, path: str, masked_lm: bool = False, dropout: float | None = None):
+        if dropout is not None and not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.path = path
         self.masked_lm = masked_lm
-        self.init_args = dict(path=path, masked_lm=masked_lm)
+        self.dropout = dropout
+        self.init_args = dict(path=path, masked_lm=masked_lm, dropout=dropout)
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         path = resolve_checkpoint(self.path)
@@ -173,7 +187,24 @@ class Pretrained(Architecture):
         model = auto.from_pretrained(str(path))
         model = model.float()
         check_vocab(model, tokenizer, str(path))
-        return model
+        if self.dropout is not None:
+            set_dropout(model, self.dropout)
+        return model.train()
+
+
+def set_dropout(model: nn.Module, p: float) -> nn.Module:
+    """Sets every ``nn.Dropout`` of ``model`` to probability ``p`` (in place; returns the model)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+    return model
+
+
+def disable_dropout(model: nn.Module) -> nn.Module:
+    """Alignment losses compare log-probabilities of the policy and the reference, and policy-
+    gradient ratios divide by the log-probabilities the sampler saw; dropout would make all of
+    them noisy, so alignment runs without it whatever mode a trainer sets."""
+    return set_dropout(model, 0.0)
 
 
 def save_pretrained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> Path:

@@ -65,3 +65,23 @@ def test_small_esm_builds_and_roundtrips(tmp_path):
 def test_gpt_rejects_bad_heads():
     with pytest.raises(ValueError, match="not divisible"):
         GPT(n_embd=30, n_head=4)
+
+
+def test_pretrained_trains_with_the_dropout_asked_for(tmp_path):
+    """from_pretrained returns eval mode and Lightning keeps a submodule's mode, so a loaded model
+    used to train with dropout silently off; it now comes back in train mode, and ``dropout``
+    overrides the saved probabilities."""
+    tok = load_tokenizer("smiles")
+    GPT(n_layer=1, n_embd=32, n_head=2, n_inner=64, dropout=0.3).build(tok).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    kept = Pretrained(str(tmp_path)).build(tok)
+    assert kept.training
+    assert {m.p for m in kept.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+    ids = torch.tensor([tok("CCOC(=O)c1ccccc1")["input_ids"]])
+    assert not torch.equal(kept(ids).logits, kept(ids).logits)  # dropout is active
+    off = Pretrained(str(tmp_path), dropout=0.0).build(tok)
+    assert {m.p for m in off.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    assert torch.equal(off(ids).logits, off(ids).logits)
+    assert Pretrained.from_config(Pretrained(str(tmp_path), dropout=0.0).to_config()).dropout == 0.0
+    with pytest.raises(ValueError, match="dropout"):
+        Pretrained(str(tmp_path), dropout=1.5)
