@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.metrics import validity_and_uniqueness
+from lightning_modules.metrics import InternalDiversity, validity_and_uniqueness
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
 from networks.architectures import Architecture, Pretrained, disable_dropout
@@ -61,6 +61,18 @@ def describe(obj, depth: int = 0):
     settings = {k: describe(v, depth + 1) for k, v in sorted(vars(obj).items())
                 if not k.startswith("_") and k not in ("cache_size", "n_workers", "disk_cache", "model")}
     return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}", **settings}
+
+
+def sample_quality(texts: list[str], domain: str) -> dict[str, float]:
+    """Validity, uniqueness and, for SMILES, IntDiv1 of one set of samples. Diversity is what
+    DPO-style objectives lose and ERA should keep, so it is logged with every evaluation."""
+    quality = validity_and_uniqueness(texts, domain)
+    stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"]}
+    if domain == "smiles":
+        intdiv = InternalDiversity()
+        intdiv.update(texts)
+        stats["samples/intdiv1"] = float(intdiv.compute())
+    return stats
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -196,6 +208,7 @@ class OfflineAlignment(L.LightningModule):
         value_cols = [c for c in frame.columns if c.startswith("value_")]
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
         self._reference_energy = frame["energy"].to_numpy()
+        self._reference_quality = sample_quality(list(frame["sequence"]), self.hparams.domain)
         i, j = make_pairs(list(frame["sequence"]), self.hparams.max_pairs, self.hparams.seed)
         if len(i) == 0:
             raise ValueError(f"{self.hparams.dataset_path} has fewer than 2 distinct samples: no pairs")
@@ -242,8 +255,7 @@ class OfflineAlignment(L.LightningModule):
                        hp.top_k, generator=generator, return_model_logprobs=True)
         energies, valid, values = self._score(batch.texts)
         ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-        quality = validity_and_uniqueness(batch.texts, hp.domain)
-        stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"],
+        stats = {**sample_quality(batch.texts, hp.domain),
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
                  # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
                  "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),
@@ -251,6 +263,7 @@ class OfflineAlignment(L.LightningModule):
         for name, vals in values.items():
             stats.update(_summary(f"property/{name}", vals[valid]))
         self._last_energies = energies
+        self._last_quality = {k: v for k, v in stats.items() if k.startswith("samples/") and "kl" not in k}
         self._value_name = next(iter(values), "energy")
         self._last_values = values[self._value_name][valid] if values else energies
         return stats
@@ -303,8 +316,12 @@ class OfflineAlignment(L.LightningModule):
         print(f"\n{'':28s}{'reference':>12s}{'policy':>12s}")
         print(f"{prop:28s}{ref.mean():12.4f}{last[prop]:12.4f}")
         print(f"{'energy/mean':28s}{self._reference_energy.mean():12.4f}{last['energy/mean']:12.4f}")
-        print(f"{'samples/validity':28s}{'':>12s}{last['samples/validity']:12.4f}")
-        print(f"{'samples/uniqueness':28s}{'':>12s}{last['samples/uniqueness']:12.4f}")
+        reference_quality = getattr(self, "_reference_quality", {})
+        for key in ("samples/validity", "samples/uniqueness", "samples/intdiv1"):
+            if key in last:
+                before = f"{reference_quality[key]:12.4f}" if key in reference_quality else f"{'':>12s}"
+                print(f"{key:28s}{before}{last[key]:12.4f}")
+        print(f"{'samples/kl_to_reference':28s}{0.0:12.4f}{last['samples/kl_to_reference']:12.4f}")
         print(f"reference std of {prop}: {ref.std():.4f}; shift = {(last[prop] - ref.mean()) / max(ref.std(), 1e-12):+.2f} std")
         if getattr(self, "last_plot", None):
             print(f"histogram: {self.last_plot}")
@@ -340,6 +357,7 @@ class OnlineAlignment(OfflineAlignment):
                 self.model = stats_model
             self._reference_values = self._last_values
             self._reference_energy = self._last_energies
+            self._reference_quality = self._last_quality
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(torch.arange(self.hparams.steps_per_epoch)), batch_size=1)

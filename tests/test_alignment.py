@@ -90,7 +90,8 @@ def test_era_config_runs_through_the_cli(tmp_path, monkeypatch, capsys):
     frame = pd.read_parquet(tmp_path / "runs/era/qed/offline_samples.parquet")
     assert len(frame) == 64 and set(frame.loc[~frame["valid"], "energy"]) <= {4.5}
     assert (tmp_path / "runs/era/qed/pretrained/model.safetensors").is_file()
-    assert "samples/validity" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "samples/validity" in out and "samples/intdiv1" in out  # the before/after table
 
 
 def test_online_alignment_lowers_the_energy_and_checkpoints_its_round(tmp_path):
