@@ -7,7 +7,9 @@ The run, from one ``fit`` command:
    file and renamed, so an interrupted preparation never looks complete). The file is reusable
    and inspectable with pandas.
 2. Training streams pairs of distinct stored samples (all n(n−1)/2 or a seeded subset) and
-   minimises the configured pair objective; the reference log-probabilities are fixed.
+   minimises the configured pair objective; the reference log-probabilities are fixed. The pair
+   order is a function of (seed, epoch) and the position in the epoch is checkpointed, so a
+   resumed run trains on exactly the pairs an uninterrupted one would (``tests/test_resume.py``).
 3. Each validation samples from the current policy, scores it and logs, per oracle, the energy
    and property mean/median/quantiles, validity, uniqueness, a KL(π‖π_ref) estimate, and a
    histogram of the property under the reference and the policy (logger and PNG).
@@ -32,6 +34,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_modules.metrics import InternalDiversity, validity_and_uniqueness
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
+from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
+from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
@@ -215,9 +219,11 @@ class OfflineAlignment(L.LightningModule):
         self.pair_i, self.pair_j = torch.from_numpy(i), torch.from_numpy(j)
         log.info("offline data: %d samples (%d valid), %d pairs", len(frame), int(frame["valid"].sum()), len(i))
 
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.pair_i, self.pair_j), batch_size=self.hparams.pairs_per_batch,
-                          shuffle=True, generator=torch.Generator().manual_seed(self.hparams.seed))
+    def train_dataloader(self) -> ResumableBatches:
+        # pair order is a function of (seed, epoch) and the position is checkpointed: exact resume
+        pairs = ShuffledPairBatches(self.pair_i, self.pair_j, self.hparams.pairs_per_batch, self.hparams.seed,
+                                    self.global_rank, self.trainer.world_size)
+        return ResumableBatches(len(pairs), pairs, trainer_progress(self))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)  # one step: sample and score
@@ -244,6 +250,14 @@ class OfflineAlignment(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # global RNG states: nothing here draws from them today, but an objective or a re-enabled
+        # dropout would, and a resumed run must then draw what the uninterrupted one drew
+        checkpoint.setdefault("rng_states", {})[self.global_rank] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_rng(checkpoint.get("rng_states", {}).get(self.global_rank))
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -333,7 +347,9 @@ class OnlineAlignment(OfflineAlignment):
     and train on random pairs of that round until the next one.
 
     Each DDP rank samples its own round with a rank-dependent seed. The current round (token ids,
-    energies, reference log-probs) is stored in checkpoints so a resumed run continues it.
+    energies, reference log-probs) is stored in checkpoints so a resumed run continues it; the pairs
+    picked at each step come from a generator seeded by (seed, rank, epoch, batch), so a resumed run
+    is bit-identical to an uninterrupted one.
     """
 
     def __init__(self, *args, resample_every: int = 20, steps_per_epoch: int = 1000, **kwargs):
@@ -359,8 +375,10 @@ class OnlineAlignment(OfflineAlignment):
             self._reference_energy = self._last_energies
             self._reference_quality = self._last_quality
 
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(torch.arange(self.hparams.steps_per_epoch)), batch_size=1)
+    def train_dataloader(self) -> ResumableBatches:
+        # batches only count steps; resumable so that a resumed epoch has the uninterrupted length
+        return ResumableBatches(self.hparams.steps_per_epoch, lambda epoch, b: torch.tensor([b]),
+                                trainer_progress(self))
 
     @torch.no_grad()
     def _new_round(self) -> None:
@@ -386,13 +404,19 @@ class OnlineAlignment(OfflineAlignment):
         r = self.round
         if len(r["i"]) == 0:  # every sample identical: a zero loss keeps DDP ranks in step
             return sum(p.sum() for p in self.model.parameters()) * 0.0
-        pick = torch.randint(len(r["i"]), (min(self.hparams.pairs_per_batch, len(r["i"])),))
+        # drawn from a generator seeded by the position, not the global RNG: exact after a resume
+        # whatever else (validation, callbacks) consumed random numbers in between
+        seed = np.random.SeedSequence([self.hparams.seed, self.global_rank, self.current_epoch, batch_idx])
+        generator = torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
+        pick = torch.randint(len(r["i"]), (min(self.hparams.pairs_per_batch, len(r["i"])),), generator=generator)
         return self.pair_loss(r["ids"], r["mask"], r["energies"], r["ref"], r["i"][pick], r["j"][pick])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["online_round"] = self.round
         checkpoint["online_rounds"] = self.rounds
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.round = checkpoint.get("online_round")
         self.rounds = checkpoint.get("online_rounds", 0)

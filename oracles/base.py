@@ -13,9 +13,11 @@ nothing else). Subclasses implement only ``compute(mol) -> float``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,8 @@ import torch
 
 from oracles.canonical import canonical_smiles
 from oracles.transforms import Identity, Transform
+
+log = logging.getLogger(__name__)
 
 MAX_SMILES_LENGTH = 2000  # longer strings are treated as invalid without parsing
 
@@ -71,6 +75,10 @@ class Oracle:
                       {self.name: values}, canonical)
 
 
+class OracleWorkerError(RuntimeError):
+    """An oracle's scoring worker process died again after one retry in a fresh pool."""
+
+
 def _score_chunk(oracle: "MoleculeOracle", chunk: list[str]) -> list[tuple[str | None, float]]:
     return oracle.score_uncached(chunk)
 
@@ -84,7 +92,9 @@ class MoleculeOracle(Oracle):
         cache_size: entries kept in each LRU cache (input string → canonical SMILES, and
             canonical SMILES → raw value); a warm batch never touches RDKit.
         n_workers: processes used for uncached molecules (1 = in process). The pool is made on
-            first use, one per process (so one per DDP rank), and is not pickled.
+            first use, one per process (so one per DDP rank), and is not pickled. A worker that
+            dies mid-batch (killed, out of memory, a crash in native code) costs one retry of the
+            batch in a fresh pool; a second death raises :class:`OracleWorkerError` naming the oracle.
         disk_cache: an SQLite file that keeps raw values across runs, keyed by the oracle's
             configuration (class and its settings, not the transform) and canonical SMILES.
     """
@@ -133,22 +143,41 @@ class MoleculeOracle(Oracle):
         values = dict(zip(distinct, self.compute_batch([Chem.MolFromSmiles(c) for c in distinct])))
         return [(c, values[c] if c is not None else float("nan")) for c in canonical]
 
+    def _new_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"))
+
     def _score_parallel(self, strings: list[str]) -> list[tuple[str | None, float]]:
         if self.n_workers == 1 or len(strings) < self.parallel_threshold:
             return self.score_uncached(strings)
         if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"))
+            self._pool = self._new_pool()
         size = -(-len(strings) // (4 * self.n_workers))
         chunks = [strings[i:i + size] for i in range(0, len(strings), size)]
-        try:
-            results = list(self._pool.map(_score_chunk, [self] * len(chunks), chunks))
-        except Exception:  # a worker died (e.g. killed): fall back to scoring in process
-            self.close()
-            return self.score_uncached(strings)
-        return [pair for part in results for pair in part]
+        for attempt in (1, 2):
+            try:
+                results = list(self._pool.map(_score_chunk, [self] * len(chunks), chunks))
+                return [pair for part in results for pair in part]
+            except BrokenProcessPool as error:
+                # A worker died (killed, out of memory, or crashed in native code). Not rescored in
+                # this process: a molecule that crashes RDKit would then take the run down with it.
+                self.close()
+                if attempt == 2:
+                    raise OracleWorkerError(
+                        f"oracle {self.name!r} ({type(self).__name__}): a scoring worker process died twice on "
+                        f"the same batch of {len(strings)} molecules ({error}); it was killed (out of memory?) "
+                        "or crashed in native code on one of them. Set n_workers: 1 to score in process and "
+                        "see the failure") from error
+                log.warning("oracle %r: a scoring worker process died; rescoring the batch of %d in a fresh pool",
+                            self.name, len(strings))
+                self._pool = self._new_pool()
+            except Exception as error:  # e.g. the oracle does not pickle: score in process, as n_workers: 1
+                log.warning("oracle %r: parallel scoring failed (%s: %s); scoring in process",
+                            self.name, type(error).__name__, error)
+                self.close()
+                return self.score_uncached(strings)
 
     def _remember(self, cache: OrderedDict, key, value) -> None:
         cache[key] = value
