@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 COLUMNS = ["energy/mean", "samples/validity", "samples/uniqueness", "samples/intdiv1", "samples/kl_to_reference"]
 
 
@@ -75,7 +76,6 @@ def run_point(point: dict, args, out: Path) -> dict[str, float] | None:
 
 def reference_row(out: Path) -> dict[str, float]:
     """The reference model's numbers, from the shared offline samples."""
-    sys.path.insert(0, str(ROOT))
     from lightning_modules.alignment import sample_quality
 
     frame = pd.read_parquet(out / "offline_samples.parquet")
@@ -96,11 +96,9 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def plot(table: pd.DataFrame, out: Path) -> Path:
-    import matplotlib
+    from lightning_modules.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     era, dpo = table[table.method == "ERA"], table[table.method == "DPO"]
     ref = table[table.method == "reference"].iloc[0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -121,11 +119,7 @@ def plot(table: pd.DataFrame, out: Path) -> Path:
     axes[2].set(xlabel="mean energy", ylabel="IntDiv1", title="diversity vs energy")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "sweep.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "sweep.png")
 
 
 def main(argv=None) -> None:

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_modules.metrics import InternalDiversity, validity_and_uniqueness
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
+from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
@@ -295,31 +296,19 @@ class OfflineAlignment(L.LightningModule):
     def _plot(self) -> None:
         if not self.trainer.is_global_zero or self._reference_values is None:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         name = self._value_name
         ref = self._reference_values[np.isfinite(self._reference_values)]
         cur = self._last_values[np.isfinite(self._last_values)]
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = pyplot().subplots(figsize=(6, 4))
         bins = np.histogram_bin_edges(np.concatenate([ref, cur]) if cur.size else ref, bins=40)
         ax.hist(ref, bins=bins, alpha=0.5, density=True, label=f"reference (n={ref.size})")
         ax.hist(cur, bins=bins, alpha=0.5, density=True, label=f"policy, step {self.global_step} (n={cur.size})")
         ax.set_xlabel(name)
         ax.set_ylabel("density")
         ax.legend()
-        fig.tight_layout()
         directory = Path(self.hparams.plot_dir or self.trainer.log_dir or self.trainer.default_root_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.last_plot = directory / f"histogram_{name}.png"
-        fig.savefig(self.last_plot, dpi=120)
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):
-                experiment.add_figure(f"histogram/{name}", fig, global_step=self.global_step)
-        plt.close(fig)
+        self.last_plot = save_figure(fig, directory / f"histogram_{name}.png", self.loggers,
+                                     tag=f"histogram/{name}", step=self.global_step)
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero or self._reference_values is None or not self.history:

@@ -50,6 +50,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.pair_losses import ERA, PairObjective
+from lightning_modules.plotting import pyplot, save_figure
 from networks.architectures import Architecture, ESM
 from networks.site_policy import SiteLayout, build_masked_lm, sample_variants, variant_logprob
 from networks.tokenizers import load_tokenizer
@@ -342,12 +343,7 @@ def best_so_far(history: Sequence[dict], normalised: bool = True) -> np.ndarray:
 
 def plot_best_so_far(results: dict[str, list[list[dict]]], path: str | Path, title: str = "") -> Path:
     """Best fitness so far vs round, one line per method (mean over runs, min–max band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     normalised = all("round/best_normalised" in runs[0][0] for runs in results.values() if runs and runs[0])
     for method, runs in results.items():
         curves = [best_so_far(r, normalised) for r in runs if r]
@@ -365,12 +361,7 @@ def plot_best_so_far(results: dict[str, list[list[dict]]], path: str | Path, tit
     if title:
         ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_campaign(oracle: Oracle, method: str = "policy", objective: PairObjective | None = None,

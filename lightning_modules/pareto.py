@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lightning_modules.plotting import pyplot, save_figure
+
 
 def _points(points) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
@@ -57,11 +59,7 @@ def energy_columns(frame: pd.DataFrame) -> list[str]:
 def plot_fronts(fronts: dict[str, np.ndarray], names: list[str], path: str | Path, title: str = "") -> Path:
     """Scatter of each method's points (non-dominated ones joined) on the first two objectives,
     plus every pair of objectives when there are three."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pairs = [(0, 1)] if len(names) < 3 else [(0, 1), (0, 2), (1, 2)]
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
     for ax, (a, b) in zip(axes[0], pairs):
@@ -76,12 +74,7 @@ def plot_fronts(fronts: dict[str, np.ndarray], names: list[str], path: str | Pat
     axes[0][0].legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def report(files: list[str], reference: list[float], out: str | None = None) -> pd.DataFrame:
