@@ -59,3 +59,36 @@ def test_fcd_is_zero_for_identical_sets_and_positive_otherwise():
     b = ["CCOC", "c1ccccc1C", "CC(=O)N", "CCCN", "CCCCC", "c1ccncc1C", "CC(C)N", "NCCO"] * 10
     assert abs(frechet_chemnet_distance(a, a)) < 1e-3
     assert frechet_chemnet_distance(a + ["invalid"], b) > 1.0  # invalid samples are dropped first
+
+
+def test_kmer_counts_skip_non_acgt_windows():
+    from lightning_modules.metrics import kmer_counts
+
+    counts = kmer_counts(["ACGTN", "acg", "A"], k=2)
+    index = {"AC": 1, "CG": 6, "GT": 11}
+    assert counts.sum() == 5  # AC CG GT from the first, AC CG from the second; TN skipped, "A" too short
+    assert counts[index["AC"]] == 2 and counts[index["CG"]] == 2 and counts[index["GT"]] == 1
+
+
+def test_kmer_spectrum_shift_orders_generators_by_composition():
+    import math
+    import random
+
+    from lightning_modules.metrics import KmerSpectrumShift
+
+    rng = random.Random(0)
+    reference = ["".join(rng.choice("ACGT") for _ in range(200)) for _ in range(200)]
+    same_source = ["".join(rng.choice("ACGT") for _ in range(200)) for _ in range(200)]
+    gc_rich = ["".join(rng.choice("GGGCCCAT") for _ in range(200)) for _ in range(200)]
+    repeats = ["ACGTTGCA" * 25] * 200
+
+    def shift(samples, k=4):
+        metric = KmerSpectrumShift(reference, k=k)
+        for chunk in (samples[:50], samples[50:]):  # accumulates over updates
+            metric.update(chunk)
+        return float(metric.compute())
+
+    assert shift(reference) == pytest.approx(0.0, abs=1e-9)
+    assert shift(same_source) < 0.02 < shift(gc_rich) < shift(repeats) <= math.log(2) + 1e-6
+    with pytest.raises(ValueError, match="no ACGT"):
+        KmerSpectrumShift(["NNNN"], k=3)
