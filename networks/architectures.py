@@ -127,11 +127,17 @@ class CheckpointError(ValueError):
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A directory path, or the name of a directory shipped under ``checkpoints/``."""
+    """A directory path, or the name of a directory shipped under ``checkpoints/``.
+
+    The repository-relative spelling ``checkpoints/<name>`` (what shipped configs write) also
+    finds the shipped directory when the run starts from another working directory.
+    """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    shipped = REPO_CHECKPOINTS / str(name_or_path)
+    parts = Path(name_or_path).parts
+    name = parts[1] if len(parts) == 2 and parts[0] == REPO_CHECKPOINTS.name else str(name_or_path)
+    shipped = REPO_CHECKPOINTS / name
     if shipped.is_dir():
         return shipped
     available = sorted(p.name for p in REPO_CHECKPOINTS.iterdir() if p.is_dir()) if REPO_CHECKPOINTS.is_dir() else []

@@ -156,16 +156,19 @@ def load_tokenizer(spec: str | Path) -> PreTrainedTokenizerFast:
 
     ``smiles`` is the shipped vocabulary built from MOSES, ChEMBL v31 and QM9 (see
     ``networks/assets/smiles_tokenizer/README.md``). A directory is any Hugging Face model or
-    tokenizer directory, e.g. a checkpoint under ``checkpoints/``.
+    tokenizer directory, or the name of a shipped checkpoint (``molgpt-moses``).
     """
     named = _named(str(spec))
     if named is not None:
         return named
-    path = Path(spec).expanduser()
-    if not path.is_dir():
+    from networks.architectures import resolve_checkpoint  # a shipped checkpoint by name
+
+    try:
+        path = resolve_checkpoint(spec)
+    except FileNotFoundError as err:
         raise FileNotFoundError(
-            f"tokenizer {spec!r} is neither a named tokenizer {NAMED_TOKENIZERS} nor a directory"
-        )
+            f"tokenizer {spec!r} is neither a named tokenizer {NAMED_TOKENIZERS} nor a directory ({err})"
+        ) from None
     if not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"tokenizer directory {path} has no tokenizer.json")
     return AutoTokenizer.from_pretrained(str(path))

@@ -85,3 +85,15 @@ def test_pretrained_trains_with_the_dropout_asked_for(tmp_path):
     assert Pretrained.from_config(Pretrained(str(tmp_path), dropout=0.0).to_config()).dropout == 0.0
     with pytest.raises(ValueError, match="dropout"):
         Pretrained(str(tmp_path), dropout=1.5)
+
+
+def test_shipped_checkpoints_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    """Shipped configs say ``checkpoints/molgpt-moses``; run from elsewhere, that still finds it."""
+    from networks.architectures import REPO_CHECKPOINTS, resolve_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("checkpoints/molgpt-moses") == REPO_CHECKPOINTS / "molgpt-moses"
+    assert resolve_checkpoint("molgpt-moses") == REPO_CHECKPOINTS / "molgpt-moses"
+    assert len(load_tokenizer("checkpoints/molgpt-moses")) == len(load_tokenizer("smiles"))
+    with pytest.raises(FileNotFoundError, match="neither a named tokenizer"):
+        load_tokenizer("checkpoints/no-such-model")

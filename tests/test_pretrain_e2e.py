@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datamodules import SmilesFileDataModule
+from interrupt import Interrupt
 from lightning_modules import CausalLMPretraining
 from main import cli_main
 from networks.architectures import GPT
@@ -52,17 +53,6 @@ class RecordBatches(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.seen.append((trainer.current_epoch, batch["record_index"].tolist()))
-
-
-class Interrupt(L.Callback):
-    """Stops the run after ``at`` steps, as a pre-emption would (the schedule still plans 12)."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= self.at:
-            trainer.should_stop = True
 
 
 def _run(tmp_path, smiles, max_steps, ckpt_path=None, every=None, interrupt=None):

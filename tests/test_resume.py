@@ -10,20 +10,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_modules import OfflineAlignment, OnlineAlignment
 from lightning_modules.pair_losses import ERA
 from networks.architectures import GPT
+from interrupt import Interrupt
 from toy_oracles import Length
 
 STEPS = 10
-
-
-class Interrupt(L.Callback):
-    """Stops the run after ``at`` steps, as a pre-emption would (the trainer still plans STEPS)."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= self.at:
-            trainer.should_stop = True
 
 
 class CountRounds(L.Callback):
