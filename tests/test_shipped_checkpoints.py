@@ -50,3 +50,32 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
     (broken / "model.safetensors").unlink()
     with pytest.raises((CheckpointError, FileNotFoundError), match="model.safetensors|weights"):
         check_checkpoint_dir(broken)
+
+
+def test_dnagpt_dhs_loads_in_plain_transformers_and_generates_full_length_dna():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = ROOT / "checkpoints" / "dnagpt-dhs"
+    model = AutoModelForCausalLM.from_pretrained(str(directory)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    torch.manual_seed(0)
+    start = torch.full((32, 1), tokenizer.bos_token_id)
+    out = model.generate(start, attention_mask=torch.ones_like(start), do_sample=True, top_k=0, max_new_tokens=60,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    texts = [t.replace(" ", "") for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    assert all(set(t) <= set("ACGT") for t in texts)
+    assert sum(len(t) == 200 for t in texts) >= 28, [len(t) for t in texts]
+    card = (directory / "README.md").read_text()
+    for field in ("perplexity", "spectrum", "steps", "wall"):
+        assert field in card, field
+    assert sum(f.stat().st_size for f in directory.iterdir()) < 20 * 2**20
+    # the data's base composition (32 × 200 bp: the standard error of the mean GC is ≈ 0.02); top_k=0
+    # because generate would otherwise apply its default top-k of 50, which skews the composition
+    from datamodules.sources import dhs_path, read_records
+
+    def gc(sequences):
+        bases = "".join(sequences)
+        return (bases.count("G") + bases.count("C")) / len(bases)
+
+    sites = list(read_records(dhs_path(), "sequence", {"data_label": "validation"}))
+    assert abs(gc(texts) - gc(sites)) < 0.06, (gc(texts), gc(sites))
