@@ -76,7 +76,7 @@ def run_point(point: dict, args, out: Path) -> dict[str, float] | None:
 
 def reference_row(out: Path) -> dict[str, float]:
     """The reference model's numbers, from the shared offline samples."""
-    from lightning_modules.alignment import sample_quality
+    from lightning_modules.metrics import sample_quality
 
     frame = pd.read_parquet(out / "offline_samples.parquet")
     row = {"method": "reference", "name": "reference", "energy/mean": float(frame["energy"].mean()),

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.metrics import InternalDiversity, validity_and_uniqueness
+from lightning_modules.metrics import sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
 from lightning_modules.plotting import pyplot, save_figure
@@ -66,18 +66,6 @@ def describe(obj, depth: int = 0):
     settings = {k: describe(v, depth + 1) for k, v in sorted(vars(obj).items())
                 if not k.startswith("_") and k not in ("cache_size", "n_workers", "disk_cache", "model")}
     return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}", **settings}
-
-
-def sample_quality(texts: list[str], domain: str) -> dict[str, float]:
-    """Validity, uniqueness and, for SMILES, IntDiv1 of one set of samples. Diversity is what
-    DPO-style objectives lose and ERA should keep, so it is logged with every evaluation."""
-    quality = validity_and_uniqueness(texts, domain)
-    stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"]}
-    if domain == "smiles":
-        intdiv = InternalDiversity()
-        intdiv.update(texts)
-        stats["samples/intdiv1"] = float(intdiv.compute())
-    return stats
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -270,7 +258,8 @@ class OfflineAlignment(L.LightningModule):
                        hp.top_k, generator=generator, return_model_logprobs=True)
         energies, valid, values = self._score(batch.texts)
         ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-        stats = {**sample_quality(batch.texts, hp.domain),
+        quality = sample_quality(batch.texts, hp.domain)
+        stats = {**quality,
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
                  # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
                  "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),
@@ -278,7 +267,7 @@ class OfflineAlignment(L.LightningModule):
         for name, vals in values.items():
             stats.update(_summary(f"property/{name}", vals[valid]))
         self._last_energies = energies
-        self._last_quality = {k: v for k, v in stats.items() if k.startswith("samples/") and "kl" not in k}
+        self._last_quality = quality
         self._value_name = next(iter(values), "energy")
         self._last_values = values[self._value_name][valid] if values else energies
         return stats

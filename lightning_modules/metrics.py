@@ -165,6 +165,19 @@ def validity_and_uniqueness(samples: Sequence[str], domain: str = "smiles") -> d
     return {"validity": float(validity.compute()), "uniqueness": float(uniqueness.compute())}
 
 
+def sample_quality(texts: Sequence[str], domain: str) -> dict[str, float]:
+    """``samples/validity``, ``samples/uniqueness`` and, for SMILES, ``samples/intdiv1`` of one
+    set of samples (this process only). Diversity is what DPO-style objectives lose and ERA should
+    keep, so alignment logs it with every evaluation."""
+    quality = validity_and_uniqueness(texts, domain)
+    stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"]}
+    if domain == "smiles":
+        intdiv = InternalDiversity()
+        intdiv.update(texts)
+        stats["samples/intdiv1"] = float(intdiv.compute())
+    return stats
+
+
 _BASE_CODE = torch.full((256,), -1, dtype=torch.long)
 for _code, _base in enumerate(b"ACGT"):
     _BASE_CODE[_base] = _code
