@@ -88,10 +88,12 @@ def reference_row(out: Path) -> dict[str, float]:
 
 def markdown(frame: pd.DataFrame) -> str:
     """A GitHub table (pandas' own needs the optional tabulate package)."""
-    def cell(value) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    def cell(value) -> str:  # a missing value (DPO's γ, the reference's β) is an empty cell
+        if isinstance(value, float):
+            return "" if value != value else f"{value:.4g}"
+        return str(value)
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v).replace("nan", "") for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
