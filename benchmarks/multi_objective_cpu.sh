@@ -39,6 +39,12 @@ for seed in 0 1 2; do
 done
 throttle; run irs-era 0 60 "$(merge 0)" --model.init_args.update "$ERA" &
 throttle; run irs-ppo 0 60 "$(merge 0)" --model.init_args.update "$PPO" &
+# ERA as the update with the reference term on (β' = 20, γ' = 0.9, as configs/era/) and its own
+# learning rates: ERA at RLOO's lr 1e-4 and γ = 0 collapsed (docs/multi_objective.md)
+ERA9='{"class_path": "lightning_modules.policy_updates.ERAUpdate", "init_args": {"beta": 200.0, "gamma": 9.0}}'
+for lr in 1.0e-5 3.0e-5; do
+  throttle; run "irs-era9-lr$lr" 0 60 "$(merge 0)" --model.init_args.update "$ERA9" --model.init_args.lr "$lr" &
+done
 GRID=("[1.0, 0.0, 0.0]" "[0.0, 1.0, 0.0]" "[0.0, 0.0, 1.0]" "[0.5, 0.5, 0.0]" "[0.5, 0.0, 0.5]" "[0.0, 0.5, 0.5]")
 for seed in 0 1 2; do
   for i in "${!GRID[@]}"; do
@@ -52,6 +58,7 @@ for seed in 0 1 2; do  # the grid's front: the uniform policy's point and the 6 
     "$OUT/morlhf-grid_s$seed/front.csv" "$OUT/morlhf_s$seed/front.csv" "$OUT"/morlhf-w*_s$seed/front.csv
 done
 ${PYTHON:-python} -m lightning_modules.pareto $OUT/irs_s*/front.csv $OUT/rs_s*/front.csv $OUT/morlhf_s*/front.csv --ref 0 1 5 --out $OUT/report
-${PYTHON:-python} -m lightning_modules.pareto $OUT/irs-era_s0/front.csv $OUT/irs-ppo_s0/front.csv $OUT/irs_s0/front.csv --ref 0 1 5 --out $OUT/report_updates
+${PYTHON:-python} -m lightning_modules.pareto $OUT/irs-era_s0/front.csv $OUT/irs-era9-lr*_s0/front.csv $OUT/irs-ppo_s0/front.csv \
+  $OUT/irs_s0/front.csv --ref 0 1 5 --out $OUT/report_updates
 ${PYTHON:-python} -m lightning_modules.pareto $OUT/irs_s*/front.csv $OUT/rs_s*/front.csv $OUT/morlhf_s*/front.csv \
   $OUT/morlhf-grid_s*/front.csv --ref 0 1 5 --out $OUT/report_grid

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_modules.checkpoint_checks import same_settings
 from lightning_modules.metrics import sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
@@ -145,7 +146,7 @@ class OfflineAlignment(L.LightningModule):
             log.warning("%s has no recorded settings (made by an older version); reusing it as is", path)
             return
         stored, now = json.loads(stored), json.loads(json.dumps(self.dataset_settings()))
-        changed = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+        changed = sorted(k for k in set(stored) | set(now) if not same_settings(stored.get(k), now.get(k)))
         if changed:
             raise ValueError(f"{path} was made with different {changed} (stored {[stored.get(k) for k in changed]}, "
                              f"now {[now.get(k) for k in changed]}); delete it or set dataset_path to a new file")

@@ -35,6 +35,13 @@ def _leaves(value, prefix: str) -> dict[str, object]:
     return {prefix: value}
 
 
+def same_settings(stored, current) -> bool:
+    """Whether two recorded settings agree leaf by leaf, a missing leaf counting as ``None``: an
+    argument added later with a ``None`` default must not make older records look different."""
+    a, b = _leaves(stored, ""), _leaves(current, "")
+    return all(a.get(name) == b.get(name) for name in set(a) | set(b))
+
+
 def config_differences(stored: dict, current: dict) -> list[str]:
     """'name: checkpoint X, now Y' for each network-shaping setting that differs."""
     out = []

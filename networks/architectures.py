@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
@@ -172,19 +173,28 @@ class Pretrained(Architecture):
         masked_lm: load a masked LM (ESM) instead of a causal LM.
         dropout: replaces every dropout probability of the saved model (``None`` keeps them).
             Continued pretraining usually wants its own value; alignment turns dropout off anyway.
+        n_positions: lengthen a GPT-2's learned position table to this many positions, for
+            continued pretraining on longer sequences (e.g. from MOSES, ≤ 128 tokens, to ChEMBL,
+            ≤ 192). Each new position starts as a copy of the last trained one, so the model's
+            outputs on sequences that fit the old table are unchanged. ``None`` keeps the table;
+            a shorter table than the saved one is an error (it would drop trained positions).
 
     The model is returned in training mode, like a freshly built one: ``from_pretrained`` returns
     eval mode, and Lightning keeps a submodule's mode, so a loaded model would otherwise train with
     its dropout silently off.
     """
 
-    def __init__(self, path: str, masked_lm: bool = False, dropout: float | None = None):
+    def __init__(self, path: str, masked_lm: bool = False, dropout: float | None = None,
+                 n_positions: int | None = None):
         if dropout is not None and not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if n_positions is not None and masked_lm:
+            raise ValueError("n_positions lengthens a causal GPT's position table; masked_lm models keep theirs")
         self.path = path
         self.masked_lm = masked_lm
         self.dropout = dropout
-        self.init_args = dict(path=path, masked_lm=masked_lm, dropout=dropout)
+        self.n_positions = n_positions
+        self.init_args = dict(path=path, masked_lm=masked_lm, dropout=dropout, n_positions=n_positions)
 
     def build(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         path = resolve_checkpoint(self.path)
@@ -195,7 +205,33 @@ class Pretrained(Architecture):
         check_vocab(model, tokenizer, str(path))
         if self.dropout is not None:
             set_dropout(model, self.dropout)
+        if self.n_positions is not None:
+            extend_positions(model, self.n_positions)
         return model.train()
+
+
+def extend_positions(model: PreTrainedModel, n_positions: int) -> PreTrainedModel:
+    """Lengthens a GPT-2's learned position embeddings to ``n_positions`` (in place).
+
+    New rows copy the last trained row: a position the model never saw starts out like the
+    furthest one it did, which is a better guess than noise, and rows that existed keep their
+    values, so outputs on sequences of the old maximum length do not change.
+    """
+    wpe = getattr(getattr(model, "transformer", None), "wpe", None)
+    if not isinstance(wpe, nn.Embedding):
+        raise ValueError(f"{type(model).__name__} has no GPT-2 position table (transformer.wpe) to lengthen")
+    old = wpe.num_embeddings
+    if n_positions < old:
+        raise ValueError(f"n_positions={n_positions} is shorter than the saved model's {old} positions")
+    if n_positions == old:
+        return model
+    table = nn.Embedding(n_positions, wpe.embedding_dim, dtype=wpe.weight.dtype, device=wpe.weight.device)
+    with torch.no_grad():
+        table.weight[:old] = wpe.weight
+        table.weight[old:] = wpe.weight[old - 1]
+    model.transformer.wpe = table
+    model.config.n_positions = n_positions
+    return model
 
 
 def set_dropout(model: nn.Module, p: float) -> nn.Module:

@@ -121,3 +121,27 @@ def test_offline_set_made_with_other_settings_is_not_reused(tmp_path):
     other_oracle = _module(tmp_path, ERA(beta=5.0), oracle=Broken())
     with pytest.raises(ValueError, match="oracle"):
         other_oracle.prepare_data()
+
+
+def test_offline_set_survives_a_new_argument_with_a_none_default(tmp_path):
+    """A setting recorded before an argument existed (here the policy's, stored without a key that
+    is now ``None``) is the same setting: an upgrade must not invalidate every user's sample set,
+    while a real change still does."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from lightning_modules.alignment import SETTINGS_KEY
+
+    module = _module(tmp_path, ERA(beta=5.0))
+    module.prepare_data()
+    path = tmp_path / "samples.parquet"
+    table = pq.read_table(path)
+    settings = json.loads(table.schema.metadata[SETTINGS_KEY])
+    settings["policy"]["init_args"]["added_later"] = None
+    pq.write_table(table.replace_schema_metadata({SETTINGS_KEY: json.dumps(settings).encode()}), path)
+    _module(tmp_path, ERA(beta=5.0)).prepare_data()  # None-valued extra leaf: the same settings
+    settings["policy"]["init_args"]["added_later"] = 3
+    pq.write_table(table.replace_schema_metadata({SETTINGS_KEY: json.dumps(settings).encode()}), path)
+    with pytest.raises(ValueError, match="policy"):
+        _module(tmp_path, ERA(beta=5.0)).prepare_data()

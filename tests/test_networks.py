@@ -97,3 +97,26 @@ def test_shipped_checkpoints_resolve_from_any_working_directory(tmp_path, monkey
     assert len(load_tokenizer("checkpoints/molgpt-moses")) == len(load_tokenizer("smiles"))
     with pytest.raises(FileNotFoundError, match="neither a named tokenizer"):
         load_tokenizer("checkpoints/no-such-model")
+
+
+def test_pretrained_lengthens_positions_without_changing_short_outputs(tmp_path):
+    """Continued pretraining on longer molecules (MOSES → ChEMBL) needs a longer position table;
+    the trained rows are kept, so a sequence that fitted before scores exactly as before."""
+    tok = load_tokenizer("smiles")
+    GPT(n_layer=1, n_embd=32, n_head=2, n_inner=64, n_positions=16, dropout=0.0).build(tok).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    short = Pretrained(str(tmp_path)).build(tok).eval()
+    longer = Pretrained(str(tmp_path), n_positions=40).build(tok).eval()
+    assert longer.config.n_positions == 40 and longer.transformer.wpe.num_embeddings == 40
+    assert torch.equal(longer.transformer.wpe.weight[20], short.transformer.wpe.weight[15])
+    ids = torch.tensor([tok("CCOC(=O)c1cc1")["input_ids"]])
+    assert ids.shape[1] <= 16
+    torch.testing.assert_close(longer(ids).logits, short(ids).logits)
+    assert longer(torch.ones(1, 30, dtype=torch.long)).logits.shape[1] == 30  # past the old table
+    longer.save_pretrained(tmp_path / "long")
+    tok.save_pretrained(tmp_path / "long")
+    assert Pretrained(str(tmp_path / "long")).build(tok).config.n_positions == 40
+    with pytest.raises(ValueError, match="shorter"):
+        Pretrained(str(tmp_path), n_positions=8).build(tok)
+    with pytest.raises(ValueError, match="masked_lm"):
+        Pretrained(str(tmp_path), masked_lm=True, n_positions=40)
