@@ -1,10 +1,13 @@
 """The MOSES-style quality table of a molecular checkpoint (issue 4's acceptance numbers).
 
     python benchmarks/sample_quality.py --model checkpoints/molgpt-moses [--n 10000] [--top-k 0 5]
+    python benchmarks/sample_quality.py --model checkpoints/molgpt-chembl --data chembl
 
 Samples n molecules at temperature 1 (without top-k, then with each given top-k) and reports
-validity, uniqueness, novelty (vs MOSES train), IntDiv1 (and the MOSES test set's own IntDiv1 on
-n molecules for comparison) and FCD to n MOSES test molecules (needs fcd-torch). Prints Markdown.
+validity, uniqueness, novelty (vs the training set), IntDiv1 (and the held-out set's own IntDiv1
+on n molecules for comparison) and FCD to n held-out molecules (needs fcd-torch). Prints Markdown.
+The sets: MOSES train and test (``--data moses``), or the shipped ChEMBL v31 training subset and
+the first n molecules of its validation set (``--data chembl``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from datamodules.sources import moses_path, read_records  # noqa: E402
+from datamodules.sources import chembl_path, moses_path, read_records  # noqa: E402
 from lightning_modules.metrics import (  # noqa: E402
     InternalDiversity,
     Novelty,
@@ -32,6 +35,13 @@ from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 
 
+# (training set for novelty, held-out set for FCD and IntDiv1) per data set
+DATA_SETS = {
+    "moses": (lambda: read_records(moses_path("train"), "SMILES"), lambda: read_records(moses_path("test"), "SMILES")),
+    "chembl": (lambda: read_records(chembl_path("train")), lambda: read_records(chembl_path("valid"))),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -39,19 +49,20 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, nargs="+", default=[0, 5])
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", choices=sorted(DATA_SETS), default="moses")
     args = parser.parse_args()
+    train_records, held_out_records = DATA_SETS[args.data]
 
     directory = resolve_checkpoint(args.model)
     tok = load_tokenizer(directory)
     model = Pretrained(str(directory)).build(tok).eval()
-    test = list(itertools.islice(read_records(moses_path("test"), "SMILES"), args.n))
-    novelty_ref = read_records(moses_path("train"), "SMILES")
-    novelty = Novelty(novelty_ref)
+    test = list(itertools.islice(held_out_records(), args.n))
+    novelty = Novelty(train_records())
     test_intdiv = InternalDiversity()
     test_intdiv.update(test)
-    print(f"model {directory}, {args.n} samples per row, MOSES test IntDiv1 (n={len(test)}): "
+    print(f"model {directory}, {args.n} samples per row, {args.data} held-out IntDiv1 (n={len(test)}): "
           f"{float(test_intdiv.compute()):.4f}")
-    print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/test | samples/s |\n|---|---|---|---|---|---|---|")
+    print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/held-out | samples/s |\n|---|---|---|---|---|---|---|")
     for top_k in args.top_k:
         start = time.perf_counter()
         texts = sample(model, tok, args.n, args.max_new_tokens, top_k=top_k or None,

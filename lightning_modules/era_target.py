@@ -1,0 +1,109 @@
+"""What an ERA target implies, estimated before (or after) training from scored reference samples.
+
+ERA's minimiser is π* ∝ exp(−β'U + γ' log π_ref) (``losses`` module docstring). Why estimate its
+statistics: a run that ends short of the target could be under-trained or aimed wrong, and the two
+call for different fixes (more steps or a larger learning rate, versus another β or γ). With
+samples yᵢ from a proposal q and their energies, reference and proposal log-probabilities, the
+self-normalised importance weights
+
+    wᵢ ∝ π*(yᵢ) / q(yᵢ) = exp(−β'Uᵢ + γ' log π_ref(yᵢ) − log q(yᵢ))
+
+give E_π*[f] ≈ Σ wᵢ f(yᵢ) for any per-sample value f (a property, validity), and the effective
+sample size 1 / Σ wᵢ² says how far to trust it: a few effective samples mean π* lies where the
+samples are thin (γ = 0 typically: the weights then favour the rarest samples).
+
+Samples drawn from the reference without top-k have q = π_ref. With top-k, q is the truncated
+sampler, and using π_ref for it estimates π* restricted to what the sampler can reach, reweighted
+by the truncation; pass the sampler's own log-probabilities where they were kept.
+
+    python -m lightning_modules.era_target runs/era/qed/offline_samples.parquet --beta 50 200 1000 --gamma 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TargetEstimate:
+    """E_π*[value] for each value column, the share of π*'s mass on ``valid`` samples, and the
+    effective sample size of the importance weights."""
+
+    means: dict[str, float]
+    valid_mass: float
+    effective_samples: float
+
+
+def era_target_weights(energies: torch.Tensor, ref_logps: torch.Tensor, beta: float, gamma: float,
+                       proposal_logps: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised importance weights of π* ∝ exp(−β'U + γ' log π_ref) for samples from the
+    proposal (``None``: the reference itself). Non-finite inputs are an error."""
+    if beta < 0 or gamma < 0:
+        raise ValueError(f"beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
+    proposal_logps = ref_logps if proposal_logps is None else proposal_logps
+    for name, tensor in (("energies", energies), ("ref_logps", ref_logps), ("proposal_logps", proposal_logps)):
+        if tensor.numel() == 0:
+            raise ValueError(f"{name} is empty: no samples to weight")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{name} has non-finite values; score invalid samples with a penalty energy")
+    beta_p, gamma_p = beta / (1 + gamma), gamma / (1 + gamma)
+    log_w = -beta_p * energies.double() + gamma_p * ref_logps.double() - proposal_logps.double()
+    return torch.softmax(log_w, dim=0)
+
+
+def estimate_target(values: dict[str, torch.Tensor], valid: torch.Tensor, energies: torch.Tensor,
+                    ref_logps: torch.Tensor, beta: float, gamma: float,
+                    proposal_logps: torch.Tensor | None = None) -> TargetEstimate:
+    """E_π*[v] for each value tensor (NaN values, e.g. a property of an invalid molecule, are
+    averaged over the samples where they are defined), π*'s valid share, and the ESS."""
+    w = era_target_weights(energies, ref_logps, beta, gamma, proposal_logps)
+    means = {}
+    for name, v in values.items():
+        v = v.double()
+        defined = torch.isfinite(v)
+        mass = w[defined].sum()
+        means[name] = float((w[defined] * v[defined]).sum() / mass) if mass > 0 else float("nan")
+    return TargetEstimate(means, float(w[valid.bool()].sum()), float(1.0 / (w * w).sum()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The statistics ERA's target implies, from an offline sample set")
+    parser.add_argument("samples", help="an offline sample set (Parquet) written by OfflineAlignment")
+    parser.add_argument("--beta", type=float, nargs="+", required=True)
+    parser.add_argument("--gamma", type=float, nargs="+", default=[0.0])
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from lightning_modules.alignment import SETTINGS_KEY
+
+    frame = pd.read_parquet(args.samples)
+    missing = {"energy", "ref_logprob", "valid"} - set(frame.columns)
+    if missing:
+        raise SystemExit(f"{args.samples} lacks the column(s) {sorted(missing)}: not an offline sample set")
+    settings = json.loads((pq.read_schema(args.samples).metadata or {}).get(SETTINGS_KEY, b"{}"))
+    if settings.get("top_k"):
+        print(f"note: sampled with top-k {settings['top_k']}; the reference stands in for the sampler "
+              "(see the module docstring)")
+    column = lambda name: torch.tensor(frame[name].to_numpy(dtype="float64"))  # noqa: E731
+    values = {name.removeprefix("value_"): column(name) for name in frame.columns if name.startswith("value_")}
+    values["energy"] = column("energy")
+    valid = torch.tensor(frame["valid"].to_numpy(dtype=bool))
+    print(f"{len(frame)} samples; reference: " + ", ".join(
+        f"{name} {float(v[torch.isfinite(v)].mean()):.4f}" for name, v in values.items()) + f", validity {float(valid.double().mean()):.4f}")
+    print("| β | γ | " + " | ".join(values) + " | valid mass | effective samples |")
+    print("|---|---|" + "---|" * (len(values) + 2))
+    for gamma in args.gamma:
+        for beta in args.beta:
+            est = estimate_target(values, valid, column("energy"), column("ref_logprob"), beta, gamma)
+            cells = " | ".join(f"{est.means[name]:.4f}" for name in values)
+            print(f"| {beta:g} | {gamma:g} | {cells} | {est.valid_mass:.4f} | {est.effective_samples:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The importance-sampling estimate of ERA's target π* ∝ exp(−β'U + γ' log π_ref)."""
+
+import pytest
+import torch
+
+from lightning_modules.era_target import era_target_weights, estimate_target
+
+
+def _table(k=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ref_logps = torch.log_softmax(torch.randn(k, generator=g, dtype=torch.float64) * 2, 0)
+    energies = torch.rand(k, generator=g, dtype=torch.float64) * 3
+    return ref_logps, energies
+
+
+def _exact(ref_logps, energies, beta, gamma):
+    bp, gp = beta / (1 + gamma), gamma / (1 + gamma)
+    return torch.softmax(-bp * energies + gp * ref_logps, 0)
+
+
+@pytest.mark.parametrize("beta,gamma", [(0.0, 0.0), (2.0, 0.0), (5.0, 1.0), (20.0, 9.0)])
+def test_whole_support_under_a_uniform_proposal_gives_the_exact_target(beta, gamma):
+    ref_logps, energies = _table()
+    uniform = torch.full_like(ref_logps, -torch.log(torch.tensor(12.0, dtype=torch.float64)))
+    w = era_target_weights(energies, ref_logps, beta, gamma, proposal_logps=uniform)
+    torch.testing.assert_close(w, _exact(ref_logps, energies, beta, gamma))
+    f = torch.arange(12, dtype=torch.float64)
+    est = estimate_target({"f": f}, f >= 6, energies, ref_logps, beta, gamma, proposal_logps=uniform)
+    pi = _exact(ref_logps, energies, beta, gamma)
+    assert est.means["f"] == pytest.approx(float((pi * f).sum()), abs=1e-12)
+    assert est.valid_mass == pytest.approx(float(pi[6:].sum()), abs=1e-12)
+    assert est.effective_samples == pytest.approx(float(1 / (pi * pi).sum()), abs=1e-9)
+
+
+def test_reference_samples_estimate_the_target_and_gamma_raises_the_effective_size():
+    ref_logps, energies = _table()
+    draws = torch.multinomial(ref_logps.exp(), 50_000, replacement=True, generator=torch.Generator().manual_seed(1))
+    f = torch.arange(12, dtype=torch.float64)
+    for beta, gamma in [(2.0, 0.0), (20.0, 9.0)]:
+        est = estimate_target({"f": f[draws]}, torch.ones(len(draws), dtype=torch.bool), energies[draws],
+                              ref_logps[draws], beta, gamma)
+        exact = float((_exact(ref_logps, energies, beta, gamma) * f).sum())
+        assert est.means["f"] == pytest.approx(exact, abs=0.1)
+    low = estimate_target({}, torch.ones(len(draws), dtype=torch.bool), energies[draws], ref_logps[draws], 2.0, 0.0)
+    high = estimate_target({}, torch.ones(len(draws), dtype=torch.bool), energies[draws], ref_logps[draws], 2.0, 9.0)
+    assert high.effective_samples > low.effective_samples
+
+
+def test_undefined_values_are_left_out_and_bad_inputs_are_errors():
+    ref_logps, energies = _table(4)
+    values = torch.tensor([1.0, float("nan"), 3.0, 5.0], dtype=torch.float64)
+    est = estimate_target({"v": values}, torch.tensor([1, 0, 1, 1]), energies, ref_logps, 1.0, 1.0)
+    assert 1.0 <= est.means["v"] <= 5.0
+    with pytest.raises(ValueError, match="non-finite"):
+        era_target_weights(torch.tensor([0.0, float("nan")]), torch.zeros(2), 1.0, 0.0)
+    with pytest.raises(ValueError, match="empty"):
+        era_target_weights(torch.zeros(0), torch.zeros(0), 1.0, 0.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        era_target_weights(torch.zeros(2), torch.zeros(2), -1.0, 0.0)
+
+
+def test_command_line_reads_an_offline_sample_set(tmp_path, capsys):
+    import pandas as pd
+
+    from lightning_modules.era_target import main
+
+    ref_logps, energies = _table(6)
+    path = tmp_path / "samples.parquet"
+    pd.DataFrame({"sequence": list("abcdef"), "energy": energies.numpy(), "ref_logprob": ref_logps.numpy(),
+                  "valid": [True] * 5 + [False], "value_qed": [0.1, 0.2, 0.3, 0.4, 0.5, float("nan")]}).to_parquet(path)
+    main([str(path), "--beta", "0", "4", "--gamma", "1"])
+    out = capsys.readouterr().out
+    assert "| β | γ | qed | energy | valid mass | effective samples |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 0 |") or line.startswith("| 4 |")]
+    assert len(rows) == 2
+    pd.DataFrame({"sequence": ["a"]}).to_parquet(path)
+    with pytest.raises(SystemExit, match="lacks"):
+        main([str(path), "--beta", "1"])
