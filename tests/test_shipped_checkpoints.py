@@ -8,15 +8,22 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MOLGPT = ROOT / "checkpoints" / "molgpt-moses"
+# the shipped molecular GPTs, and what each card must report
+MOLECULAR = {
+    "molgpt-moses": ("validity", "uniqueness", "novelty", "IntDiv", "FCD", "steps", "wall"),
+    "molgpt-qm9": ("validity", "uniqueness", "novelty", "IntDiv", "steps", "wall"),
+}
 
 
-def test_molgpt_moses_loads_in_plain_transformers_and_generates_smiles():
+@pytest.mark.parametrize("name", sorted(MOLECULAR))
+def test_molecular_gpts_load_in_plain_transformers_and_generate_smiles(name):
     from rdkit import Chem, RDLogger
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     RDLogger.DisableLog("rdApp.*")
-    model = AutoModelForCausalLM.from_pretrained(str(MOLGPT)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(MOLGPT))
+    directory = ROOT / "checkpoints" / name
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
     assert model.get_input_embeddings().num_embeddings == len(tokenizer)
     torch.manual_seed(0)
     start = torch.full((64, 1), tokenizer.bos_token_id)
@@ -27,17 +34,20 @@ def test_molgpt_moses_loads_in_plain_transformers_and_generates_smiles():
     assert len(valid) / len(texts) > 0.5, texts[:5]
 
 
-def test_molgpt_moses_loads_by_name_with_a_card():
+@pytest.mark.parametrize("name", sorted(MOLECULAR))
+def test_molecular_gpts_load_by_name_with_a_card(name):
     from networks.architectures import Pretrained
     from networks.tokenizers import load_tokenizer
 
-    tokenizer = load_tokenizer(str(MOLGPT))
-    model = Pretrained("molgpt-moses").build(tokenizer)
+    directory = ROOT / "checkpoints" / name
+    tokenizer = load_tokenizer(str(directory))
+    model = Pretrained(name).build(tokenizer)
     assert sum(p.numel() for p in model.parameters()) == 3_279_360  # MolGPT with 128 positions
-    card = (MOLGPT / "README.md").read_text()
-    for field in ("validity", "uniqueness", "novelty", "IntDiv", "FCD", "steps", "wall"):
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # bf16 files are upcast
+    card = (directory / "README.md").read_text()
+    for field in MOLECULAR[name]:
         assert field in card, field
-    assert sum(f.stat().st_size for f in MOLGPT.iterdir()) < 20 * 2**20
+    assert sum(f.stat().st_size for f in directory.iterdir()) < 20 * 2**20
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path):
