@@ -16,6 +16,7 @@ predicted once per batch and kept in an LRU cache.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -25,6 +26,8 @@ import torch
 from oracles.base import Oracle, Scores, _check_batch
 from oracles.canonical import canonicaliser
 from oracles.transforms import Transform
+
+log = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
 
@@ -112,6 +115,7 @@ class LearnedOracle(Oracle):
         fresh: dict[str, np.ndarray] = {}
         if missing:
             preds = self.model.predict(missing, batch_size=self.batch_size)[:, self.columns]
+            self._warn_out_of_domain(preds)
             fresh = dict(zip(missing, preds))
         out = np.full((len(sequences), len(self.tasks)), np.nan)
         for i, key in enumerate(keys):
@@ -127,6 +131,32 @@ class LearnedOracle(Oracle):
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return out
+
+    # how many training standard deviations from the training mean a regression prediction may lie
+    # before the inputs are called outside the model's domain
+    OUT_OF_DOMAIN_Z = 10.0
+
+    def _warn_out_of_domain(self, preds: np.ndarray) -> None:
+        """Warn (once per oracle) when regression predictions lie far outside the training targets.
+
+        Why: a reward model fed inputs unlike its training data does not fail, it returns numbers,
+        and an aligner optimises them. reward-qm9 on MOSES-sized molecules predicts a median α of
+        1.3e5 bohr³ (QM9: 6–197); ten training standard deviations catches that without flagging
+        honest extrapolation. The energies are still returned: the warning says what to fix (a
+        policy of the model's domain, or a model of the policy's).
+        """
+        if self.model.hparams.task != "regression" or getattr(self, "_warned_domain", False):
+            return
+        mean = self.model.target_mean.cpu().numpy()[self.columns]
+        std = self.model.target_std.cpu().numpy()[self.columns]
+        z = np.abs((preds - mean) / std)
+        far = np.nan_to_num(z, nan=0.0) > self.OUT_OF_DOMAIN_Z
+        if far.any():
+            self._warned_domain = True
+            shares = ", ".join(f"{t} {far[:, j].mean():.0%}" for j, t in enumerate(self.tasks) if far[:, j].any())
+            log.warning("%s: predictions more than %g training standard deviations from the training mean "
+                        "(%s of this batch): the inputs are likely outside the reward model's domain, and its "
+                        "values there are not rewards", self.checkpoint, self.OUT_OF_DOMAIN_Z, shares)
 
     def __getstate__(self):
         state = dict(self.__dict__)

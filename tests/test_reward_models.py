@@ -365,3 +365,24 @@ def test_shipped_checkpoints_serve_as_oracles():
     assert probs[0].sum() == pytest.approx(1.0) and np.isnan(probs[1]).all()
     hepg2 = oracle_from_config(ROOT / "configs/oracles/dhs_hepg2.yaml")([example])
     assert hepg2.energies.tolist() == [-probs[0, dhs.hparams.tasks.index("HepG2")]]
+
+
+def test_out_of_domain_inputs_are_flagged_once(caplog):
+    """reward-qm9 returns numbers for any molecule; for a MOSES-sized drug-like one they are far
+    outside QM9's targets (not an extrapolation, nonsense), which the oracle says once, while QM9
+    molecules pass silently."""
+    import logging
+
+    from oracles.learned import LearnedOracle
+
+    oracle = LearnedOracle("reward-qm9", tasks=["alpha", "gap", "u0"])
+    with caplog.at_level(logging.WARNING, logger="oracles.learned"):
+        oracle(["C", "c1ccccc1", "OCC(O)CO"])
+        assert not caplog.records
+        drug_like = ["CC(=O)Nc1ccc(OCC(=O)N2CCN(c3ccc(F)cc3)CC2)cc1", "COc1ccc2[nH]cc(CCNC(=O)c3cc(Cl)ccc3O)c2c1"]
+        values = oracle.predict_values(drug_like)
+        mean, std = oracle.model.target_mean.numpy(), oracle.model.target_std.numpy()
+        assert (np.abs((values - mean) / std) > LearnedOracle.OUT_OF_DOMAIN_Z).any()  # the premise
+        assert len(caplog.records) == 1 and "outside the reward model's domain" in caplog.text
+        oracle(["CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC(=O)O"])
+        assert len(caplog.records) == 1  # once per oracle
