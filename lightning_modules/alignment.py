@@ -128,7 +128,27 @@ class OfflineAlignment(L.LightningModule):
             raise NonFiniteEnergyError(
                 f"oracle {self.oracle.name!r} returned {int((~np.isfinite(energies)).sum())} non-finite "
                 "energies; give it a finite penalty for invalid samples")
-        return energies, scores.valid.numpy(), scores.values
+        valid = scores.valid.numpy()
+        self._warn_if_invalid_preferred(energies, valid)
+        return energies, valid, scores.values
+
+    def _warn_if_invalid_preferred(self, energies: np.ndarray, valid: np.ndarray) -> None:
+        """Warn (once) when invalid samples score better than most valid ones.
+
+        Why: an oracle's penalty is an energy like any other, and a penalty below the valid
+        energies teaches the policy to emit invalid sequences — silently, since every number
+        still looks fine. It happens by accident, e.g. a transform such as −log P that maps the
+        valid value P = 0 to infinity, so those samples fall to a penalty of 0 (lower is better).
+        """
+        if getattr(self, "_warned_penalty", False) or valid.all() or not valid.any():
+            return
+        invalid_mean, valid_median = float(energies[~valid].mean()), float(np.median(energies[valid]))
+        if invalid_mean < valid_median:
+            self._warned_penalty = True
+            log.warning("oracle %r: invalid samples have energy %.4g, below the valid samples' median %.4g "
+                        "(lower is better), so alignment will favour invalid output; give the oracle a "
+                        "penalty above the valid energies (and check its transform)",
+                        self.oracle.name, invalid_mean, valid_median)
 
     def dataset_settings(self) -> dict:
         """What the stored samples depend on: reference, tokenizer, sampling settings, oracle."""

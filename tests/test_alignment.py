@@ -145,3 +145,33 @@ def test_offline_set_survives_a_new_argument_with_a_none_default(tmp_path):
     pq.write_table(table.replace_schema_metadata({SETTINGS_KEY: json.dumps(settings).encode()}), path)
     with pytest.raises(ValueError, match="policy"):
         _module(tmp_path, ERA(beta=5.0)).prepare_data()
+
+
+class PenaltyBelowValid(Oracle):
+    """Energy 1 for valid strings (those without 'C'), ``penalty`` for the rest."""
+
+    name = "penalised"
+
+    def __init__(self, penalty):
+        super().__init__(penalty=penalty)
+
+    def __call__(self, sequences):
+        valid = torch.tensor(["C" not in s for s in sequences])
+        return Scores(torch.where(valid, 1.0, self.penalty).double(), valid, {}, list(sequences))
+
+
+def test_a_penalty_below_the_valid_energies_is_warned_about_once(tmp_path, caplog):
+    """A penalty that makes invalid output the best output is a silent wrong result; it is named."""
+    import logging
+
+    texts = ["CC", "NN", "OO", "CO", "N"]
+    quiet = _module(tmp_path, ERA(beta=5.0), oracle=PenaltyBelowValid(penalty=5.0))
+    loud = _module(tmp_path, ERA(beta=5.0), oracle=PenaltyBelowValid(penalty=0.0))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lightning_modules.alignment"):
+        quiet._score(texts)
+        assert not [r for r in caplog.records if r.name == "lightning_modules.alignment"]
+        loud._score(texts)
+        loud._score(texts)
+    warned = [r for r in caplog.records if r.name == "lightning_modules.alignment"]
+    assert len(warned) == 1 and "'penalised'" in warned[0].getMessage() and "favour invalid" in warned[0].getMessage()
