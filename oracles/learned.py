@@ -44,10 +44,20 @@ class LearnedOracle(Oracle):
         transforms: ``{task: Transform}`` mapping that task's raw value to its energy (overrides
             its direction).
         transform: one transform for every task without its own entry (overrides directions).
-        penalty: energy of invalid inputs.
+        penalty: energy of invalid inputs (and of out-of-domain ones with ``out_of_domain: penalty``).
         batch_size: inputs per forward pass.
         device: ``cpu``, ``cuda``, ``cuda:1`` … or ``auto`` (GPU when there is one).
         cache_size: predictions kept in memory (distinct input strings).
+        standardize: regression energies in training standard deviations, ±(value − mean)/std,
+            so that objectives in different units (bohr³, Hartree) weigh alike in a weighted sum
+            and in a hypervolume. Transforms, where given, then act on the standardised value.
+        out_of_domain: what to do with an input whose prediction for any selected task lies more
+            than ``max_z`` training standard deviations from the training mean (regression only):
+            ``warn`` (once; the value is used) or ``penalty`` (the input is invalid and gets the
+            penalty energy). Why ``penalty`` exists: a policy optimised against a reward model
+            drifts to where the model extrapolates without bound, and there the "reward" is
+            noise it can climb forever (docs/multi_objective.md, the QM9 task).
+        max_z: the out-of-domain threshold, in training standard deviations.
     """
 
     name = "learned"
@@ -55,8 +65,13 @@ class LearnedOracle(Oracle):
     def __init__(self, checkpoint: str, tasks: list[str] | str | None = None,
                  directions: dict[str, str] | None = None, transforms: dict[str, Transform] | None = None,
                  transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
-                 batch_size: int = 1024, device: str = "cpu", cache_size: int = 200_000):
+                 batch_size: int = 1024, device: str = "cpu", cache_size: int = 200_000,
+                 standardize: bool = False, out_of_domain: str = "warn", max_z: float = 10.0):
         super().__init__(transform=None, penalty=penalty, name=name)
+        if out_of_domain not in ("warn", "penalty"):
+            raise ValueError(f"out_of_domain must be 'warn' or 'penalty', got {out_of_domain!r}")
+        if not max_z > 0:
+            raise ValueError(f"max_z must be > 0, got {max_z}")
         from lightning_modules.reward_model import load_reward_model
 
         if device == "auto":
@@ -83,6 +98,12 @@ class LearnedOracle(Oracle):
         self.shared_transform = transform
         self.batch_size = int(batch_size)
         self.cache_size = int(cache_size)
+        regression = self.model.hparams.task == "regression"
+        if standardize and not regression:
+            raise ValueError(f"standardize needs a regression model; {checkpoint} is {self.model.hparams.task}")
+        self.standardize, self.out_of_domain, self.max_z = bool(standardize), out_of_domain, float(max_z)
+        self._mean = self.model.target_mean.cpu().numpy()[self.columns] if regression else None
+        self._std = self.model.target_std.cpu().numpy()[self.columns] if regression else None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         domain = self.model.domain
         self._canonical = canonicaliser(domain) if domain in ("smiles", "dna", "protein") else None
@@ -100,6 +121,8 @@ class LearnedOracle(Oracle):
     def energies_of(self, values: np.ndarray) -> np.ndarray:
         """Raw values [n, k] (task order of ``tasks``) → energies [n, k]."""
         out = np.empty_like(values)
+        if self.standardize:
+            values = (values - self._mean) / self._std
         for j, task in enumerate(self.tasks):
             transform = self.transforms.get(task, self.shared_transform)
             if transform is not None:
@@ -132,31 +155,33 @@ class LearnedOracle(Oracle):
                 self._cache.popitem(last=False)
         return out
 
-    # how many training standard deviations from the training mean a regression prediction may lie
-    # before the inputs are called outside the model's domain
-    OUT_OF_DOMAIN_Z = 10.0
+    def far_from_training(self, values: np.ndarray) -> np.ndarray:
+        """[n, k] bool: predictions more than ``max_z`` training standard deviations from the
+        training mean (all False for classifiers, whose outputs are bounded)."""
+        if self._mean is None:
+            return np.zeros(values.shape, dtype=bool)
+        return np.nan_to_num(np.abs((values - self._mean) / self._std), nan=0.0) > self.max_z
 
     def _warn_out_of_domain(self, preds: np.ndarray) -> None:
-        """Warn (once per oracle) when regression predictions lie far outside the training targets.
+        """Say (once per oracle) when regression predictions lie far outside the training targets.
 
         Why: a reward model fed inputs unlike its training data does not fail, it returns numbers,
         and an aligner optimises them. reward-qm9 on MOSES-sized molecules predicts a median α of
         1.3e5 bohr³ (QM9: 6–197); ten training standard deviations catches that without flagging
-        honest extrapolation. The energies are still returned: the warning says what to fix (a
-        policy of the model's domain, or a model of the policy's).
+        honest extrapolation. With ``out_of_domain: warn`` the values are still used: the warning
+        says what to fix (a policy of the model's domain, a model of the policy's, or ``penalty``).
         """
-        if self.model.hparams.task != "regression" or getattr(self, "_warned_domain", False):
+        if getattr(self, "_warned_domain", False):
             return
-        mean = self.model.target_mean.cpu().numpy()[self.columns]
-        std = self.model.target_std.cpu().numpy()[self.columns]
-        z = np.abs((preds - mean) / std)
-        far = np.nan_to_num(z, nan=0.0) > self.OUT_OF_DOMAIN_Z
+        far = self.far_from_training(preds)
         if far.any():
             self._warned_domain = True
             shares = ", ".join(f"{t} {far[:, j].mean():.0%}" for j, t in enumerate(self.tasks) if far[:, j].any())
+            what = ("they get the penalty energy" if self.out_of_domain == "penalty"
+                    else "its values there are not rewards (out_of_domain: penalty scores them as invalid)")
             log.warning("%s: predictions more than %g training standard deviations from the training mean "
-                        "(%s of this batch): the inputs are likely outside the reward model's domain, and its "
-                        "values there are not rewards", self.checkpoint, self.OUT_OF_DOMAIN_Z, shares)
+                        "(%s of this batch): the inputs are likely outside the reward model's domain, and %s",
+                        self.checkpoint, self.max_z, shares, what)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -169,6 +194,8 @@ class LearnedOracle(Oracle):
         values = self.predict_values(strings)
         energies = self.energies_of(values)
         valid = np.isfinite(values).all(1) & np.isfinite(energies).all(1)
+        if self.out_of_domain == "penalty":
+            valid &= ~self.far_from_training(values).any(1)
         energies = np.where(valid[:, None], energies, self.penalty)
         values = np.where(valid[:, None], values, np.nan)
         canonical = [self._canonical(s) if self._canonical and ok else (s if ok else None)

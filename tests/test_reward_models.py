@@ -382,7 +382,31 @@ def test_out_of_domain_inputs_are_flagged_once(caplog):
         drug_like = ["CC(=O)Nc1ccc(OCC(=O)N2CCN(c3ccc(F)cc3)CC2)cc1", "COc1ccc2[nH]cc(CCNC(=O)c3cc(Cl)ccc3O)c2c1"]
         values = oracle.predict_values(drug_like)
         mean, std = oracle.model.target_mean.numpy(), oracle.model.target_std.numpy()
-        assert (np.abs((values - mean) / std) > LearnedOracle.OUT_OF_DOMAIN_Z).any()  # the premise
+        assert (np.abs((values - mean) / std) > 10).any()  # the premise
+        assert oracle.far_from_training(values).any(1).all()
         assert len(caplog.records) == 1 and "outside the reward model's domain" in caplog.text
         oracle(["CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC(=O)O"])
         assert len(caplog.records) == 1  # once per oracle
+        assert oracle(drug_like).valid.all()  # warn: the values are still used
+
+
+def test_out_of_domain_penalty_and_standardised_energies():
+    """``out_of_domain: penalty`` scores far-out predictions as invalid; ``standardize`` gives
+    energies in training standard deviations with the task's direction."""
+    from oracles.learned import LearnedOracle
+
+    drug_like = "CC(=O)Nc1ccc(OCC(=O)N2CCN(c3ccc(F)cc3)CC2)cc1"
+    kwargs = dict(tasks=["alpha", "gap", "u0"], directions={"alpha": "maximize", "gap": "minimize", "u0": "minimize"})
+    strict = LearnedOracle("reward-qm9", out_of_domain="penalty", penalty=3.0, standardize=True, **kwargs)
+    scores = strict(["c1ccccc1", drug_like])
+    assert scores.valid.tolist() == [True, False]
+    assert scores.energies[1].tolist() == [3.0, 3.0, 3.0]
+    raw = LearnedOracle("reward-qm9", **kwargs)
+    values = raw.predict_values(["c1ccccc1", drug_like])[0]  # the same batch: the same float32 numerics
+    z = (values - strict.model.target_mean.numpy()) / strict.model.target_std.numpy()
+    np.testing.assert_allclose(scores.energies[0].numpy(), z * np.array([-1, 1, 1]), rtol=1e-9)
+    assert np.all(np.abs(scores.energies[0].numpy()) < 5)  # benzene is an ordinary QM9 molecule
+    with pytest.raises(ValueError, match="out_of_domain"):
+        LearnedOracle("reward-qm9", out_of_domain="ignore")
+    with pytest.raises(ValueError, match="regression"):
+        LearnedOracle("reward-dna-dhs", standardize=True)
