@@ -11,6 +11,7 @@ MOLGPT = ROOT / "checkpoints" / "molgpt-moses"
 # the shipped molecular GPTs, and what each card must report
 MOLECULAR = {
     "molgpt-moses": ("validity", "uniqueness", "novelty", "IntDiv", "FCD", "steps", "wall"),
+    "molgpt-chembl": ("validity", "uniqueness", "novelty", "IntDiv", "FCD", "steps", "wall"),
     "molgpt-qm9": ("validity", "uniqueness", "novelty", "IntDiv", "steps", "wall"),
 }
 
