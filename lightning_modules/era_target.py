@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lightning_modules.losses import check_finite, era_scales
+
 
 @dataclass(frozen=True)
 class TargetEstimate:
@@ -42,15 +44,12 @@ def era_target_weights(energies: torch.Tensor, ref_logps: torch.Tensor, beta: fl
                        proposal_logps: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised importance weights of π* ∝ exp(−β'U + γ' log π_ref) for samples from the
     proposal (``None``: the reference itself). Non-finite inputs are an error."""
-    if beta < 0 or gamma < 0:
-        raise ValueError(f"beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
+    beta_p, gamma_p = era_scales(beta, gamma)
     proposal_logps = ref_logps if proposal_logps is None else proposal_logps
     for name, tensor in (("energies", energies), ("ref_logps", ref_logps), ("proposal_logps", proposal_logps)):
         if tensor.numel() == 0:
             raise ValueError(f"{name} is empty: no samples to weight")
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"{name} has non-finite values; score invalid samples with a penalty energy")
-    beta_p, gamma_p = beta / (1 + gamma), gamma / (1 + gamma)
+        check_finite(name, tensor)
     log_w = -beta_p * energies.double() + gamma_p * ref_logps.double() - proposal_logps.double()
     return torch.softmax(log_w, dim=0)
 
@@ -98,9 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{name} {float(v[torch.isfinite(v)].mean()):.4f}" for name, v in values.items()) + f", validity {float(valid.double().mean()):.4f}")
     print("| β | γ | " + " | ".join(values) + " | valid mass | effective samples |")
     print("|---|---|" + "---|" * (len(values) + 2))
+    energies, ref_logps = values["energy"], column("ref_logprob")
     for gamma in args.gamma:
         for beta in args.beta:
-            est = estimate_target(values, valid, column("energy"), column("ref_logprob"), beta, gamma)
+            est = estimate_target(values, valid, energies, ref_logps, beta, gamma)
             cells = " | ".join(f"{est.means[name]:.4f}" for name in values)
             print(f"| {beta:g} | {gamma:g} | {cells} | {est.valid_mass:.4f} | {est.effective_samples:.1f} |")
 

@@ -26,21 +26,26 @@ import torch
 import torch.nn.functional as F
 
 
-def _check_finite(name: str, tensor: torch.Tensor) -> None:
+def check_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
         bad = (~torch.isfinite(tensor)).sum().item()
         raise ValueError(f"{name} has {bad} non-finite value(s); map invalid samples to a penalty "
                          "energy in the oracle instead of training on NaN/inf")
 
 
+def era_scales(beta: float, gamma: float) -> tuple[float, float]:
+    """ERA's effective inverse temperature and reference weight, β' = β/(1+γ) and γ' = γ/(1+γ)."""
+    if beta < 0 or gamma < 0:
+        raise ValueError(f"beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
+    return beta / (1 + gamma), gamma / (1 + gamma)
+
+
 def era_logits(pi_logps_1, pi_logps_2, ref_logps_1, ref_logps_2, energies_1, energies_2,
                beta: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The policy logit ℓ_π and the target logit ℓ* of ERA (see the module docstring)."""
-    if beta < 0 or gamma < 0:
-        raise ValueError(f"beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
-    _check_finite("energies_1", energies_1)
-    _check_finite("energies_2", energies_2)
-    beta_p, gamma_p = beta / (1 + gamma), gamma / (1 + gamma)
+    beta_p, gamma_p = era_scales(beta, gamma)
+    check_finite("energies_1", energies_1)
+    check_finite("energies_2", energies_2)
     policy = pi_logps_2 - pi_logps_1
     target = -beta_p * (energies_2 - energies_1) + gamma_p * (ref_logps_2 - ref_logps_1)
     return policy, target.detach()
@@ -67,8 +72,8 @@ def dpo_loss(pi_logps_1: torch.Tensor, pi_logps_2: torch.Tensor, ref_logps_1: to
              ref_logps_2: torch.Tensor, energies_1: torch.Tensor, energies_2: torch.Tensor,
              beta: float = 0.1) -> torch.Tensor:
     """Mean DPO loss with the lower-energy member of each pair preferred; ties are skipped."""
-    _check_finite("energies_1", energies_1)
-    _check_finite("energies_2", energies_2)
+    check_finite("energies_1", energies_1)
+    check_finite("energies_2", energies_2)
     # +1 when y₂ is preferred (lower energy), −1 when y₁ is, 0 for ties
     sign = torch.sign(energies_1 - energies_2)
     margin = (pi_logps_2 - ref_logps_2) - (pi_logps_1 - ref_logps_1)
@@ -95,7 +100,7 @@ def leave_one_out_advantages(rewards: torch.Tensor, group_size: int | None = Non
     """RLOO advantages: Aᵢ = rᵢ − mean_{j≠i} rⱼ within each group of ``group_size`` consecutive
     samples (the whole batch when ``None``). An unbiased baseline that needs no value network —
     the reason RLOO is a strong simple choice for small models."""
-    _check_finite("rewards", rewards)
+    check_finite("rewards", rewards)
     n = rewards.numel()
     k = n if group_size is None else group_size
     if k < 2 or n % k:
@@ -108,7 +113,7 @@ def leave_one_out_advantages(rewards: torch.Tensor, group_size: int | None = Non
 def group_normalised_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(r − mean r) / (std r + eps) over the batch: PPO's advantage with a group baseline in
     place of a learned value function."""
-    _check_finite("rewards", rewards)
+    check_finite("rewards", rewards)
     centred = rewards - rewards.mean()
     return centred / (rewards.std(unbiased=False) + eps) if rewards.numel() > 1 else centred * 0
 
@@ -128,7 +133,7 @@ def ppo_clip_loss(token_logps: torch.Tensor, old_token_logps: torch.Tensor, adva
     with the sequence's advantage A shared by its tokens. Inside the clip region the gradient is
     the policy gradient −A ∇ρ; outside (ρ > 1+ε with A > 0, ρ < 1−ε with A < 0) it is zero, so one
     batch cannot push the policy far from the one that sampled it."""
-    _check_finite("advantages", advantages)
+    check_finite("advantages", advantages)
     ratio = torch.exp(token_logps - old_token_logps.detach())
     adv = advantages.detach().unsqueeze(-1)
     surrogate = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
@@ -146,5 +151,5 @@ def kl_penalty(token_logps: torch.Tensor, ref_token_logps: torch.Tensor, mask: t
 def reinforce_loss(pi_logps: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """−mean(A · log π(y)): the score-function (REINFORCE) gradient with fixed advantages, which is
     what RLOO optimises with leave-one-out advantages."""
-    _check_finite("advantages", advantages)
+    check_finite("advantages", advantages)
     return -(advantages.detach() * pi_logps).mean()

@@ -174,8 +174,8 @@ class Pretrained(Architecture):
         dropout: replaces every dropout probability of the saved model (``None`` keeps them).
             Continued pretraining usually wants its own value; alignment turns dropout off anyway.
         n_positions: lengthen a GPT-2's learned position table to this many positions, for
-            continued pretraining on longer sequences (e.g. from MOSES, ≤ 128 tokens, to ChEMBL,
-            ≤ 192). Each new position starts as a copy of the last trained one, so the model's
+            continued pretraining on sequences longer than the saved table (molgpt-moses has 128
+            positions; the shipped ChEMBL set fits them, longer user data may not). Each new position starts as a copy of the last trained one, so the model's
             outputs on sequences that fit the old table are unchanged. ``None`` keeps the table;
             a shorter table than the saved one is an error (it would drop trained positions).
 
