@@ -17,6 +17,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -76,7 +77,8 @@ class Oracle:
 
 
 class OracleWorkerError(RuntimeError):
-    """An oracle's scoring worker process died again after one retry in a fresh pool."""
+    """An oracle's scoring worker process died again after one retry in a fresh pool, or a batch
+    took longer than the oracle's ``worker_timeout``."""
 
 
 def _score_chunk(oracle: "MoleculeOracle", chunk: list[str]) -> list[tuple[str | None, float]]:
@@ -95,6 +97,11 @@ class MoleculeOracle(Oracle):
             first use, one per process (so one per DDP rank), and is not pickled. A worker that
             dies mid-batch (killed, out of memory, a crash in native code) costs one retry of the
             batch in a fresh pool; a second death raises :class:`OracleWorkerError` naming the oracle.
+        worker_timeout: seconds a batch may take in the worker pool (``None``: no limit). A worker
+            stuck in native code (an RDKit call that never returns) would otherwise hang the run —
+            and, under DDP, every rank waiting for it. On timeout the workers are killed and
+            :class:`OracleWorkerError` names the oracle; the batch is not retried, since the
+            molecule that hung would hang again.
         disk_cache: an SQLite file that keeps raw values across runs, keyed by the oracle's
             configuration (class and its settings, not the transform) and canonical SMILES.
     """
@@ -102,10 +109,14 @@ class MoleculeOracle(Oracle):
     parallel_threshold = 128  # fewer uncached molecules than this are scored in process
 
     def __init__(self, transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
-                 cache_size: int = 200_000, n_workers: int = 1, disk_cache: str | None = None):
+                 cache_size: int = 200_000, n_workers: int = 1, disk_cache: str | None = None,
+                 worker_timeout: float | None = None):
         super().__init__(transform, penalty, name)
+        if worker_timeout is not None and not worker_timeout > 0:
+            raise ValueError(f"worker_timeout must be a positive number of seconds or None, got {worker_timeout}")
         self.cache_size = cache_size
         self.n_workers = max(1, int(n_workers))
+        self.worker_timeout = worker_timeout
         self.disk_cache = disk_cache
         self._canonical: OrderedDict[str, str | None] = OrderedDict()
         self._cache: OrderedDict[str, float] = OrderedDict()
@@ -129,9 +140,14 @@ class MoleculeOracle(Oracle):
         state["_canonical"], state["_cache"], state["_pool"] = OrderedDict(), OrderedDict(), None
         return state
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Shut the worker pool down; ``kill`` terminates workers still busy (a hung batch)."""
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            if kill:
+                # the executor has no public way to stop a running task: terminate its processes
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.terminate()
+            self._pool.shutdown(wait=not kill, cancel_futures=True)
             self._pool = None
 
     def score_uncached(self, strings: Sequence[str]) -> list[tuple[str | None, float]]:
@@ -158,8 +174,16 @@ class MoleculeOracle(Oracle):
         chunks = [strings[i:i + size] for i in range(0, len(strings), size)]
         for attempt in (1, 2):
             try:
-                results = list(self._pool.map(_score_chunk, [self] * len(chunks), chunks))
+                results = list(self._pool.map(_score_chunk, [self] * len(chunks), chunks,
+                                              timeout=self.worker_timeout))
                 return [pair for part in results for pair in part]
+            except FuturesTimeout as error:
+                self.close(kill=True)
+                raise OracleWorkerError(
+                    f"oracle {self.name!r} ({type(self).__name__}): a batch of {len(strings)} molecules took "
+                    f"longer than worker_timeout = {self.worker_timeout:g} s; the workers were killed. A "
+                    "molecule may hang the property calculation: set n_workers: 1 to score in process and "
+                    "find it, or raise worker_timeout") from error
             except BrokenProcessPool as error:
                 # A worker died (killed, out of memory, or crashed in native code). Not rescored in
                 # this process: a molecule that crashes RDKit would then take the run down with it.
@@ -186,7 +210,7 @@ class MoleculeOracle(Oracle):
 
     def cache_namespace(self) -> str:
         """What the raw values depend on: the class and its plain settings (not the transform)."""
-        skip = {"transform", "penalty", "name", "cache_size", "n_workers", "disk_cache"}
+        skip = {"transform", "penalty", "name", "cache_size", "n_workers", "disk_cache", "worker_timeout"}
         settings = {k: v for k, v in sorted(vars(self).items())
                     if k not in skip and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
         return f"{type(self).__module__}.{type(self).__qualname__}{settings}"

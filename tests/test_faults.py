@@ -5,6 +5,7 @@ import errno
 import io
 import logging
 import os
+import time
 from pathlib import Path
 
 import lightning as L
@@ -204,3 +205,58 @@ def test_a_worker_that_keeps_dying_is_a_clear_error_naming_the_oracle():
     finally:
         oracle.close()
     assert oracle._pool is None
+
+
+class HangsInWorker(DiesInWorker):
+    """Heavy-atom count; a worker process scoring ``poison`` writes its pid to ``flag`` and never
+    returns (an RDKit call stuck in native code)."""
+
+    name = "hangs_in_worker"
+
+    def __init__(self, poison: str, flag: str, worker_timeout: float):
+        super().__init__(poison, flag)
+        self.worker_timeout = worker_timeout
+
+    def compute(self, mol):
+        from rdkit import Chem
+
+        if os.getpid() != self.parent and Chem.MolToSmiles(mol) == self.poison:
+            Path(self.flag).write_text(str(os.getpid()))
+            time.sleep(3600)
+        return mol.GetNumAtoms()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_hung_worker_is_killed_after_worker_timeout_with_an_error_naming_the_oracle(tmp_path):
+    flag = tmp_path / "hung_pid"
+    oracle = HangsInWorker("CCCC", str(flag), worker_timeout=2.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(OracleWorkerError, match="oracle 'hangs_in_worker' .*longer than worker_timeout = 2 s"):
+            oracle(SMILES)
+    finally:
+        oracle.close()
+    assert time.monotonic() - start < 30  # not the hour the worker would have slept
+    assert oracle._pool is None
+    pid = int(flag.read_text())
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid)  # killed, not left sleeping
+    # the same oracle scores again afterwards, in a fresh pool (healthy molecules only)
+    healthy = [s for s in SMILES if s != "CCCC"]
+    try:
+        assert oracle(healthy).values["hangs_in_worker"].tolist() == [3, 6, 4, 3, 3, 4, 3]
+    finally:
+        oracle.close()
+
+
+def test_worker_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="worker_timeout must be a positive"):
+        MoleculeOracle(worker_timeout=0)
