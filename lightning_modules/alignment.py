@@ -41,7 +41,7 @@ from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
-from oracles.base import Oracle
+from oracles.base import Oracle, invalid_preferred
 
 log = logging.getLogger(__name__)
 
@@ -133,22 +133,11 @@ class OfflineAlignment(L.LightningModule):
         return energies, valid, scores.values
 
     def _warn_if_invalid_preferred(self, energies: np.ndarray, valid: np.ndarray) -> None:
-        """Warn (once) when invalid samples score better than most valid ones.
-
-        Why: an oracle's penalty is an energy like any other, and a penalty below the valid
-        energies teaches the policy to emit invalid sequences — silently, since every number
-        still looks fine. It happens by accident, e.g. a transform such as −log P that maps the
-        valid value P = 0 to infinity, so those samples fall to a penalty of 0 (lower is better).
-        """
-        if getattr(self, "_warned_penalty", False) or valid.all() or not valid.any():
-            return
-        invalid_mean, valid_median = float(energies[~valid].mean()), float(np.median(energies[valid]))
-        if invalid_mean < valid_median:
-            self._warned_penalty = True
-            log.warning("oracle %r: invalid samples have energy %.4g, below the valid samples' median %.4g "
-                        "(lower is better), so alignment will favour invalid output; give the oracle a "
-                        "penalty above the valid energies (and check its transform)",
-                        self.oracle.name, invalid_mean, valid_median)
+        """Warn once per run when the oracle's penalty favours invalid samples (``invalid_preferred``)."""
+        if not getattr(self, "_warned_penalty", False):
+            for message in invalid_preferred(energies, valid, [self.oracle.name]):
+                self._warned_penalty = True
+                log.warning(message)
 
     def dataset_settings(self) -> dict:
         """What the stored samples depend on: reference, tokenizer, sampling settings, oracle."""

@@ -24,6 +24,7 @@ objective, validity and uniqueness. Energies are lower-is-better; rewards are th
 from __future__ import annotations
 
 import copy
+import logging
 import math
 
 import lightning as L
@@ -37,7 +38,9 @@ from lightning_modules.policy_updates import RLOO, PolicyUpdate, Round
 from networks.architectures import Architecture, Pretrained, disable_dropout
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
-from oracles.base import Oracle
+from oracles.base import Oracle, invalid_preferred
+
+log = logging.getLogger(__name__)
 
 
 def objective_names(oracle: Oracle) -> list[str]:
@@ -106,7 +109,12 @@ class MultiObjectiveModule(L.LightningModule):
         if bad:
             raise ValueError(f"objective(s) {bad} returned non-finite energies; give those oracles a finite "
                              "penalty for invalid samples instead of training on NaN/inf")
-        return energies, scores.valid.numpy()
+        valid = scores.valid.numpy()
+        if not getattr(self, "_warned_penalty", False):  # once per run: a penalty that rewards invalid output
+            for message in invalid_preferred(energies, valid, self.names):
+                self._warned_penalty = True
+                log.warning(message)
+        return energies, valid
 
     def expert_energy(self, expert: int, energies: np.ndarray) -> np.ndarray:
         """The energy expert ``expert`` is trained on: its own column, or MORLHF's weighted sum."""

@@ -45,6 +45,30 @@ class Scores:
         return self.valid.numel()
 
 
+def invalid_preferred(energies: np.ndarray, valid: np.ndarray, names: Sequence[str]) -> list[str]:
+    """One message per energy column in which invalid samples score better (lower) than the valid
+    samples' median — empty when the penalty is where it should be.
+
+    Why: an oracle's penalty is an energy like any other, and a penalty below the valid energies
+    teaches the policy to emit invalid sequences — silently, since every number still looks fine.
+    It happens by accident, e.g. a transform such as −log P that maps the valid value P = 0 to
+    infinity, so those samples fall to a penalty of 0. ``energies`` is [n] or [n, len(names)].
+    """
+    energies = np.asarray(energies, dtype=float).reshape(len(valid), -1)
+    valid = np.asarray(valid, dtype=bool)
+    if valid.all() or not valid.any():
+        return []
+    messages = []
+    for name, column in zip(names, energies.T):
+        invalid_mean, valid_median = float(column[~valid].mean()), float(np.median(column[valid]))
+        if invalid_mean < valid_median:
+            messages.append(f"oracle {name!r}: invalid samples have energy {invalid_mean:.4g}, below the valid "
+                            f"samples' median {valid_median:.4g} (lower is better), so alignment will favour "
+                            "invalid output; give the oracle a penalty above the valid energies (and check "
+                            "its transform)")
+    return messages
+
+
 def _check_batch(sequences) -> list:
     if isinstance(sequences, str) or not isinstance(sequences, Sequence):
         raise TypeError(f"an oracle scores a list of sequences, got {type(sequences).__name__}")

@@ -239,6 +239,27 @@ def test_non_finite_energies_are_rejected():
         module.evaluate(n=4)
 
 
+def test_a_penalty_that_favours_invalid_samples_is_warned_about_once_naming_the_objective(caplog):
+    """One objective's penalty below its valid energies is named; the others are not."""
+    import logging
+
+    class EveryOtherInvalid(Oracle):
+        def __init__(self, name, penalty):
+            super().__init__(penalty=penalty, name=name)
+
+        def __call__(self, sequences):
+            valid = torch.arange(len(sequences)) % 2 == 0
+            return Scores(torch.where(valid, 1.0, self.penalty).double(), valid)
+
+    module = MultiObjectiveModule(EnergyVector([EveryOtherInvalid("fine", 5.0), EveryOtherInvalid("rewards_junk", 0.0)]),
+                                  policy=GPT(1, 32, 2, 64, 32), samples_per_step=4, max_new_tokens=8)
+    with caplog.at_level(logging.WARNING, logger="lightning_modules.multi_objective"):
+        module.energy_matrix(["C", "O", "N", "S"])
+        module.energy_matrix(["C", "O", "N", "S"])
+    warned = [r.getMessage() for r in caplog.records if r.name == "lightning_modules.multi_objective"]
+    assert len(warned) == 1 and "'rewards_junk'" in warned[0] and "'fine'" not in warned[0]
+
+
 # --------------------------------------------------------------------------- fronts
 def test_simplex_grid():
     assert simplex_grid(2, 0.1)[:2] == [(0.0, 1.0), (0.1, 0.9)] and len(simplex_grid(2, 0.1)) == 11
