@@ -14,6 +14,7 @@ hit ``max_new_tokens``; ``attention_mask`` marks ``<bos>…tk``.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +120,12 @@ def sample(
     return SampleBatch(ids, mask, logprobs, model_lp, finished, decoder(ids))
 
 
+def _cache_keyword(model) -> str:
+    """The KV cache's name in the model's forward and output: ``cache`` from transformers 5.x
+    (``past_key_values`` is deprecated there, to be removed in 5.40), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _select_rows(past, keep: torch.Tensor) -> None:
     """Keep only the cached keys/values of the rows in ``keep`` (in place)."""
     for layer in getattr(past, "layers", []):
@@ -137,9 +144,10 @@ def _sample_batch(model, tokenizer, rows, max_new_tokens, temperature, top_k, to
     model_lp = torch.zeros(rows, device=device)
     active = torch.arange(rows, device=device)  # rows still fed to the model
     past = None
+    cache_kwarg = _cache_keyword(model)
     for _ in range(max_new_tokens):
-        step = model(input_ids=tokens, past_key_values=past, use_cache=True)
-        past = step.past_key_values
+        step = model(input_ids=tokens, use_cache=True, **{cache_kwarg: past})
+        past = step[cache_kwarg]
         logits = step.logits[:, -1].float()
         if top_k == 1:
             new = logits.argmax(-1, keepdim=True)

@@ -5,6 +5,10 @@ from networks.architectures import GPT
 from networks.sampling import TokenDecoder, filter_logits, sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
 
+# The sampler must use the KV-cache keyword of the installed transformers (`cache` from 5.x; the
+# deprecated `past_key_values` goes away in 5.40), so a deprecation warning here is a failure.
+pytestmark = pytest.mark.filterwarnings("error:.*past_key_values.*:FutureWarning")
+
 
 @pytest.fixture(scope="module")
 def tok():
