@@ -23,6 +23,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from era_sweep import validations  # noqa: E402  (the sweep's own reader of its runs' metrics)
 
 
 def property_column(frame: pd.DataFrame) -> str:
@@ -40,11 +42,10 @@ def sweep_table(directory: Path) -> pd.DataFrame:
 
 def trajectory(run_dir: Path, column: str) -> pd.DataFrame:
     """Every validation of one run (its CSVLogger metrics)."""
-    files = sorted(run_dir.glob("csv/version_*/metrics.csv"))
-    if not files:
-        raise FileNotFoundError(f"no csv/version_*/metrics.csv under {run_dir}")
-    frame = pd.read_csv(files[-1])
-    return frame.dropna(subset=[column])
+    frame = validations(run_dir, column)
+    if frame is None:
+        raise FileNotFoundError(f"no csv/version_*/metrics.csv with {column!r} under {run_dir}")
+    return frame
 
 
 def main(argv=None) -> Path:

@@ -43,14 +43,21 @@ def points(args) -> list[dict]:
     return runs
 
 
-def last_validation(run_dir: Path) -> dict[str, float] | None:
+def validations(run_dir: Path, column: str = "energy/mean") -> pd.DataFrame | None:
+    """Every validation row of one run's CSVLogger metrics (rows where ``column`` was logged);
+    ``None`` when the run has no metrics or never logged ``column``."""
     files = sorted(run_dir.glob("csv/version_*/metrics.csv"))
     if not files:
         return None
     frame = pd.read_csv(files[-1])
-    if "energy/mean" not in frame:
+    return frame.dropna(subset=[column]) if column in frame else None
+
+
+def last_validation(run_dir: Path) -> dict[str, float] | None:
+    frame = validations(run_dir)
+    if frame is None:
         return None
-    row = frame.dropna(subset=["energy/mean"]).iloc[-1]
+    row = frame.iloc[-1]
     return {k: float(row[k]) for k in frame.columns if k.startswith(("energy/", "samples/", "property/"))} | {
         "step": int(row["step"])}
 
