@@ -17,6 +17,13 @@ sampler, and using π_ref for it estimates π* restricted to what the sampler ca
 by the truncation; pass the sampler's own log-probabilities where they were kept.
 
     python -m lightning_modules.era_target runs/era/qed/offline_samples.parquet --beta 50 200 1000 --gamma 9
+
+It also says how hard the pairs pull: |ℓ* − ℓ_ref|, the nats by which a pair's target odds differ
+from the reference's odds, over pairs of a valid and an invalid sample (``pair_shifts``). Why: the
+invalid penalty only has to be high enough that π* holds no invalid mass; past that it changes π*
+no further but makes these pairs ask for ever larger moves, which from a weak reference (a third of
+its samples invalid) made ERA diverge (docs/era.md). ``--invalid-energy`` rescores the invalid
+samples to compare penalties before training.
 """
 
 from __future__ import annotations
@@ -69,11 +76,34 @@ def estimate_target(values: dict[str, torch.Tensor], valid: torch.Tensor, energi
     return TargetEstimate(means, float(w[valid.bool()].sum()), float(1.0 / (w * w).sum()))
 
 
+def pair_shifts(energies: torch.Tensor, ref_logps: torch.Tensor, beta: float, gamma: float,
+                i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """|ℓ* − ℓ_ref| for pairs (i, j): how many nats each pair's ERA target moves its odds away from
+    the reference's, |−β'(U_j − U_i) + (γ' − 1)(log π_ref(y_j) − log π_ref(y_i))|."""
+    beta_p, gamma_p = era_scales(beta, gamma)
+    check_finite("energies", energies)
+    d_ref = ref_logps[j].double() - ref_logps[i].double()
+    return (-beta_p * (energies[j].double() - energies[i].double()) + (gamma_p - 1) * d_ref).abs()
+
+
+def mixed_pairs(valid: torch.Tensor, max_pairs: int = 200_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of one valid and one invalid sample: all of them, or a seeded subset of ``max_pairs``."""
+    good, bad = torch.nonzero(valid.bool()).flatten(), torch.nonzero(~valid.bool()).flatten()
+    total = len(good) * len(bad)
+    if total <= max_pairs:
+        pick = torch.arange(total)
+    else:
+        pick = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_pairs]
+    return good[pick // max(len(bad), 1)], bad[pick % max(len(bad), 1)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="The statistics ERA's target implies, from an offline sample set")
     parser.add_argument("samples", help="an offline sample set (Parquet) written by OfflineAlignment")
     parser.add_argument("--beta", type=float, nargs="+", required=True)
     parser.add_argument("--gamma", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--invalid-energy", type=float, default=None,
+                        help="rescore the invalid samples at this energy (to compare penalties before training)")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -93,16 +123,21 @@ def main(argv: list[str] | None = None) -> None:
     values = {name.removeprefix("value_"): column(name) for name in frame.columns if name.startswith("value_")}
     values["energy"] = column("energy")
     valid = torch.tensor(frame["valid"].to_numpy(dtype=bool))
+    if args.invalid_energy is not None:
+        values["energy"] = torch.where(valid, values["energy"], torch.tensor(args.invalid_energy, dtype=torch.float64))
     print(f"{len(frame)} samples; reference: " + ", ".join(
         f"{name} {float(v[torch.isfinite(v)].mean()):.4f}" for name, v in values.items()) + f", validity {float(valid.double().mean()):.4f}")
-    print("| β | γ | " + " | ".join(values) + " | valid mass | effective samples |")
-    print("|---|---|" + "---|" * (len(values) + 2))
+    print("| β | γ | " + " | ".join(values) + " | valid mass | effective samples | valid-vs-invalid pair shift, median / 90 % (nats) |")
+    print("|---|---|" + "---|" * (len(values) + 3))
     energies, ref_logps = values["energy"], column("ref_logprob")
+    i, j = mixed_pairs(valid)
     for gamma in args.gamma:
         for beta in args.beta:
             est = estimate_target(values, valid, energies, ref_logps, beta, gamma)
             cells = " | ".join(f"{est.means[name]:.4f}" for name in values)
-            print(f"| {beta:g} | {gamma:g} | {cells} | {est.valid_mass:.4f} | {est.effective_samples:.1f} |")
+            shift = pair_shifts(energies, ref_logps, beta, gamma, i, j)
+            shift_cell = f"{float(torch.quantile(shift, 0.5)):.1f} / {float(torch.quantile(shift, 0.9)):.1f}" if len(shift) else "no invalid samples"
+            print(f"| {beta:g} | {gamma:g} | {cells} | {est.valid_mass:.4f} | {est.effective_samples:.1f} | {shift_cell} |")
 
 
 if __name__ == "__main__":

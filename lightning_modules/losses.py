@@ -41,13 +41,28 @@ def era_scales(beta: float, gamma: float) -> tuple[float, float]:
 
 
 def era_logits(pi_logps_1, pi_logps_2, ref_logps_1, ref_logps_2, energies_1, energies_2,
-               beta: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The policy logit ℓ_π and the target logit ℓ* of ERA (see the module docstring)."""
+               beta: float, gamma: float, max_shift: float | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy logit ℓ_π and the target logit ℓ* of ERA (see the module docstring).
+
+    ``max_shift`` (nats, optional) bounds how far a pair's target odds may move from the
+    reference's own odds ℓ_ref = log π_ref(y₂) − log π_ref(y₁): ℓ* ← clamp(ℓ*, ℓ_ref − c, ℓ_ref + c).
+    Why: from a weak reference, pairs of a likely invalid string and an unlikely valid molecule
+    have exact targets tens of nats from ℓ_ref, and meeting them one pair at a time raises
+    specific unlikely molecules instead of the whole valid, low-energy region (docs/era.md).
+    Pairs whose exact target lies within c of ℓ_ref keep it; the others ask for c nats in the
+    right direction — a per-pair trust region, so the minimiser is π* only when no pair is clipped.
+    """
     beta_p, gamma_p = era_scales(beta, gamma)
     check_finite("energies_1", energies_1)
     check_finite("energies_2", energies_2)
     policy = pi_logps_2 - pi_logps_1
-    target = -beta_p * (energies_2 - energies_1) + gamma_p * (ref_logps_2 - ref_logps_1)
+    ref = ref_logps_2 - ref_logps_1
+    target = -beta_p * (energies_2 - energies_1) + gamma_p * ref
+    if max_shift is not None:
+        if max_shift <= 0:
+            raise ValueError(f"max_shift must be > 0 nats (or None for the exact target), got {max_shift}")
+        target = torch.minimum(torch.maximum(target, ref - max_shift), ref + max_shift)
     return policy, target.detach()
 
 
@@ -60,10 +75,13 @@ def bernoulli_kl(logit_p: torch.Tensor, logit_q: torch.Tensor) -> torch.Tensor:
 
 def era_loss(pi_logps_1: torch.Tensor, pi_logps_2: torch.Tensor, ref_logps_1: torch.Tensor,
              ref_logps_2: torch.Tensor, energies_1: torch.Tensor, energies_2: torch.Tensor,
-             beta: float = 1.0, gamma: float = 0.0, reverse_kl: bool = False) -> torch.Tensor:
-    """Mean ERA loss over pairs: KL(σ(ℓ*) ‖ σ(ℓ_π)), or KL(σ(ℓ_π) ‖ σ(ℓ*)) with ``reverse_kl``."""
+             beta: float = 1.0, gamma: float = 0.0, reverse_kl: bool = False,
+             max_shift: float | None = None) -> torch.Tensor:
+    """Mean ERA loss over pairs: KL(σ(ℓ*) ‖ σ(ℓ_π)), or KL(σ(ℓ_π) ‖ σ(ℓ*)) with ``reverse_kl``;
+    ``max_shift`` bounds each target to within that many nats of the reference's odds
+    (see ``era_logits``)."""
     policy, target = era_logits(pi_logps_1, pi_logps_2, ref_logps_1, ref_logps_2, energies_1,
-                                energies_2, beta, gamma)
+                                energies_2, beta, gamma, max_shift)
     kl = bernoulli_kl(policy, target) if reverse_kl else bernoulli_kl(target, policy)
     return kl.mean()
 

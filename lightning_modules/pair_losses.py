@@ -26,15 +26,20 @@ class ERA(PairObjective):
         beta: inverse temperature on the energy; larger β → lower mean energy.
         gamma: strength of the reference prior; larger γ → closer to π_ref.
         reverse_kl: KL(policy ‖ target) instead of KL(target ‖ policy).
+        max_shift: optional bound, in nats, on how far a pair's target odds may move from the
+            reference's odds (a per-pair trust region for weak references; ``None``, the
+            default, is the exact ERA target).
     """
 
     name = "era"
 
-    def __init__(self, beta: float = 10.0, gamma: float = 0.0, reverse_kl: bool = False):
-        self.beta, self.gamma, self.reverse_kl = beta, gamma, reverse_kl
+    def __init__(self, beta: float = 10.0, gamma: float = 0.0, reverse_kl: bool = False,
+                 max_shift: float | None = None):
+        self.beta, self.gamma, self.reverse_kl, self.max_shift = beta, gamma, reverse_kl, max_shift
 
     def __call__(self, pi_1, pi_2, ref_1, ref_2, u_1, u_2):
-        return era_loss(pi_1, pi_2, ref_1, ref_2, u_1, u_2, self.beta, self.gamma, self.reverse_kl)
+        return era_loss(pi_1, pi_2, ref_1, ref_2, u_1, u_2, self.beta, self.gamma, self.reverse_kl,
+                        self.max_shift)
 
 
 class DPO(PairObjective):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lightning_modules.era_target import era_target_weights, estimate_target
+from lightning_modules.era_target import era_target_weights, estimate_target, main, mixed_pairs, pair_shifts
 
 
 def _table(k=12, seed=0):
@@ -76,3 +76,39 @@ def test_command_line_reads_an_offline_sample_set(tmp_path, capsys):
     pd.DataFrame({"sequence": ["a"]}).to_parquet(path)
     with pytest.raises(SystemExit, match="lacks"):
         main([str(path), "--beta", "1"])
+
+
+def test_pair_shift_is_the_distance_of_the_target_odds_from_the_reference_odds():
+    # β = 200, γ = 9: β' = 20, γ' = 0.9. Pair (0, 1): ΔU = 4.5 − 0.5, Δ log π_ref = −30 − (−10):
+    # ℓ* − ℓ_ref = −20·4 + (0.9 − 1)·(−20) = −78
+    energies = torch.tensor([0.5, 4.5, 0.6], dtype=torch.float64)
+    ref_logps = torch.tensor([-10.0, -30.0, -12.0], dtype=torch.float64)
+    shifts = pair_shifts(energies, ref_logps, 200.0, 9.0, torch.tensor([0, 0]), torch.tensor([1, 2]))
+    assert shifts.tolist() == pytest.approx([78.0, 2.0 - 0.2], rel=1e-12)
+    # β = γ = 0 asks for even odds: the pair moves by its whole reference log-odds, 20 nats
+    assert pair_shifts(energies, ref_logps, 0.0, 0.0, torch.tensor([0]), torch.tensor([1])).item() == pytest.approx(20.0)
+
+
+def test_mixed_pairs_pair_each_valid_with_each_invalid_or_a_seeded_subset():
+    valid = torch.tensor([True, False, True, True, False])
+    good, bad = mixed_pairs(valid)
+    assert sorted(zip(good.tolist(), bad.tolist())) == [(0, 1), (0, 4), (2, 1), (2, 4), (3, 1), (3, 4)]
+    some = mixed_pairs(valid, max_pairs=4, seed=3)
+    assert len(some[0]) == 4 and len(set(zip(*(t.tolist() for t in some)))) == 4
+    assert all(valid[some[0]]) and not any(valid[some[1]])
+    assert [t.tolist() for t in mixed_pairs(valid, max_pairs=4, seed=3)] == [t.tolist() for t in some]
+    assert len(mixed_pairs(torch.ones(3, dtype=torch.bool))[0]) == 0
+
+
+def test_command_line_rescores_invalid_samples(tmp_path, capsys):
+    import pandas as pd
+
+    path = tmp_path / "samples.parquet"
+    pd.DataFrame({"energy": [0.2, 0.3, 4.5], "ref_logprob": [-10.0, -10.0, -9.0], "valid": [True, True, False],
+                  "value_qed": [0.8, 0.7, float("nan")]}).to_parquet(path)
+    main([str(path), "--beta", "200", "--gamma", "9"])
+    main([str(path), "--beta", "200", "--gamma", "9", "--invalid-energy", "0.5"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 200 ")]
+    # shifts |−20·ΔU − 0.1·Δref| of the mixed pairs (0, 2) and (1, 2): 86.1 and 84.1 (median 85.1,
+    # 90 % 85.9); with the invalid sample at U = 0.5: 6.1 and 4.1 (5.1, 5.9)
+    assert rows[0].endswith("| 85.1 / 85.9 |") and rows[1].endswith("| 5.1 / 5.9 |")

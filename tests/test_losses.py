@@ -62,6 +62,28 @@ def test_target_is_not_trained_through_reference_or_energies():
     assert not target.requires_grad
 
 
+def test_max_shift_bounds_the_target_around_the_reference_odds():
+    # pair 1: ℓ_ref = −27, exact ℓ* = −20·(0.5 − 4.5) + 0.9·(−27) = 55.7 → clipped to −27 + 5 = −22
+    # pair 2: ℓ_ref = 1, exact ℓ* = −20·(0.1) + 0.9 = −1.1, within 5 nats of ℓ_ref → kept
+    args = (t(-10.0, -30.0), t(-40.0, -29.0), t(-3.0, -30.0), t(-30.0, -29.0), t(4.5, 0.4), t(0.5, 0.5))
+    _, exact = era_logits(*args, 200.0, 9.0)
+    _, bounded = era_logits(*args, 200.0, 9.0, max_shift=5.0)
+    assert exact.tolist() == pytest.approx([55.7, -1.1], rel=1e-12)
+    assert bounded.tolist() == pytest.approx([-22.0, -1.1], rel=1e-12)
+    # a bound no pair reaches is the exact loss; the loss is still symmetric under swapping
+    assert era_loss(*args, beta=200.0, gamma=9.0, max_shift=100.0).item() == era_loss(*args, beta=200.0, gamma=9.0).item()
+    swapped = (args[1], args[0], args[3], args[2], args[5], args[4])
+    assert era_loss(*args, beta=200.0, gamma=9.0, max_shift=5.0).item() == pytest.approx(
+        era_loss(*swapped, beta=200.0, gamma=9.0, max_shift=5.0).item(), rel=1e-12)
+    # zero loss once the policy's odds equal the bounded target
+    pi2 = (t(-10.0, -30.0) + bounded).requires_grad_(True)
+    loss = era_loss(t(-10.0, -30.0), pi2, *args[2:], beta=200.0, gamma=9.0, max_shift=5.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-12) and pi2.grad.abs().max() < 1e-12
+    with pytest.raises(ValueError, match="max_shift must be > 0"):
+        era_loss(*args, beta=200.0, gamma=9.0, max_shift=0.0)
+
+
 def test_bernoulli_kl_is_nonnegative_and_zero_on_equal():
     x = torch.linspace(-8, 8, 41, dtype=torch.float64)
     assert (bernoulli_kl(x, x.flip(0)) >= 0).all()
