@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.checkpoint_checks import same_settings
+from lightning_modules.losses import invalid_margin_loss
 from lightning_modules.metrics import sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
@@ -94,6 +95,14 @@ class OfflineAlignment(L.LightningModule):
         val_samples: policy samples drawn at each validation.
         lr: Adam learning rate.
         sft_weight: weight of an optional NLL term on the lower-energy member of each pair.
+        invalid_weight: when > 0, invalid samples leave the pairs and get a term of their own,
+            ``invalid_margin_loss``: each step, ``pairs_per_batch`` of them are pushed to
+            ``invalid_margin`` nats below their reference log-probability, with this weight.
+            Why: from a weak reference (many invalid samples) the pairs of an invalid and a valid
+            sample ask for moves of tens of nats that ERA meets by raising unlikely valid
+            molecules, and pairs cannot lower invalid strings that are already less likely than
+            their partners (docs/era.md, "molgpt-chembl").
+        invalid_margin: nats below the reference for the invalid term.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
         plot_dir: where histogram PNGs go (default: the trainer's log directory).
     """
@@ -103,7 +112,8 @@ class OfflineAlignment(L.LightningModule):
                  num_samples: int = 2000, max_pairs: int | None = 20000, pairs_per_batch: int = 64,
                  dataset_path: str = "runs/alignment/offline_samples.parquet", top_k: int | None = 5,
                  temperature: float = 1.0, max_new_tokens: int = 100, val_samples: int = 500,
-                 lr: float = 1e-6, sft_weight: float = 0.0, seed: int = 0, domain: str = "smiles",
+                 lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
+                 invalid_margin: float = 5.0, seed: int = 0, domain: str = "smiles",
                  plot_dir: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
@@ -212,7 +222,8 @@ class OfflineAlignment(L.LightningModule):
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
         self._reference_energy = frame["energy"].to_numpy()
         self._reference_quality = sample_quality(list(frame["sequence"]), self.hparams.domain)
-        i, j = make_pairs(list(frame["sequence"]), self.hparams.max_pairs, self.hparams.seed)
+        i, j, self.invalid_rows = self._pairs_and_invalid(list(frame["sequence"]), frame["valid"].to_numpy(bool),
+                                                          self.hparams.seed)
         if len(i) == 0:
             raise ValueError(f"{self.hparams.dataset_path} has fewer than 2 distinct samples: no pairs")
         self.pair_i, self.pair_j = torch.from_numpy(i), torch.from_numpy(j)
@@ -227,7 +238,36 @@ class OfflineAlignment(L.LightningModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)  # one step: sample and score
 
+    def _pairs_and_invalid(self, sequences: list[str], valid: np.ndarray, seed: int):
+        """Pairs over the samples — over the valid ones only when invalid samples have a term of
+        their own (``invalid_weight`` > 0) — and the rows of the invalid samples for that term."""
+        if not self.hparams.invalid_weight:
+            i, j = make_pairs(sequences, self.hparams.max_pairs, seed)
+            return i, j, torch.zeros(0, dtype=torch.long)
+        keep = np.flatnonzero(valid)
+        i, j = make_pairs([sequences[k] for k in keep], self.hparams.max_pairs, seed)
+        return keep[i], keep[j], torch.from_numpy(np.flatnonzero(~valid))
+
     # ------------------------------------------------------------------ training
+    def step_generator(self, batch_idx: int, stream: int = 0) -> torch.Generator:
+        """A generator seeded by the position (seed, rank, epoch, batch; ``stream`` tells apart
+        draws of one step), not the global RNG: a resumed run draws what the uninterrupted one
+        drew, whatever else (validation, callbacks) consumed random numbers in between."""
+        key = [self.hparams.seed, self.global_rank, self.current_epoch, batch_idx] + ([stream] if stream else [])
+        seed = np.random.SeedSequence(key)
+        return torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
+
+    def invalid_loss(self, ids, mask, ref_logps, rows, batch_idx: int) -> torch.Tensor:
+        """The separate term for invalid samples (``invalid_weight``), on ``pairs_per_batch`` of them."""
+        pick = rows[torch.randint(len(rows), (min(self.hparams.pairs_per_batch, len(rows)),),
+                                  generator=self.step_generator(batch_idx, stream=1))]
+        ids, mask = ids[pick].to(self.device), mask[pick].to(self.device)
+        width = int(mask.sum(1).max())
+        logps = sequence_logprob(self.model, ids[:, :width], mask[:, :width])
+        loss = invalid_margin_loss(logps, ref_logps[pick].to(self.device), self.hparams.invalid_margin)
+        self.log("train/invalid_loss", loss, batch_size=len(pick))
+        return self.hparams.invalid_weight * loss
+
     def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
         """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""
         rows = torch.cat([i, j])
@@ -245,7 +285,10 @@ class OfflineAlignment(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         i, j = batch
-        return self.pair_loss(self.sample_ids, self.sample_mask, self.energies, self.ref_logps, i, j)
+        loss = self.pair_loss(self.sample_ids, self.sample_mask, self.energies, self.ref_logps, i, j)
+        if self.hparams.invalid_weight and len(self.invalid_rows):
+            loss = loss + self.invalid_loss(self.sample_ids, self.sample_mask, self.ref_logps, self.invalid_rows, batch_idx)
+        return loss
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
@@ -377,10 +420,10 @@ class OnlineAlignment(OfflineAlignment):
                        generator=generator)
         energies, valid, _ = self._score(batch.texts)
         ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-        i, j = make_pairs(batch.texts, hp.max_pairs, seed)
+        i, j, invalid = self._pairs_and_invalid(batch.texts, np.asarray(valid, bool), seed)
         self.round = {"ids": batch.input_ids, "mask": batch.attention_mask,
                       "energies": torch.tensor(energies, dtype=torch.float32), "ref": ref.float().cpu(),
-                      "i": torch.from_numpy(i), "j": torch.from_numpy(j)}
+                      "i": torch.from_numpy(i), "j": torch.from_numpy(j), "invalid": invalid}
         self.rounds += 1
         self.log("online/round_energy_mean", float(energies.mean()), batch_size=1)
         self.log("online/round_validity", float(valid.mean()), batch_size=1)
@@ -390,14 +433,18 @@ class OnlineAlignment(OfflineAlignment):
         if self.round is None or batch_idx % period == 0:
             self._new_round()
         r = self.round
-        if len(r["i"]) == 0:  # every sample identical: a zero loss keeps DDP ranks in step
+        invalid = r.get("invalid", ())
+        use_invalid = self.hparams.invalid_weight and len(invalid)
+        if len(r["i"]) == 0 and not use_invalid:  # every sample identical: a zero loss keeps DDP ranks in step
             return sum(p.sum() for p in self.model.parameters()) * 0.0
-        # drawn from a generator seeded by the position, not the global RNG: exact after a resume
-        # whatever else (validation, callbacks) consumed random numbers in between
-        seed = np.random.SeedSequence([self.hparams.seed, self.global_rank, self.current_epoch, batch_idx])
-        generator = torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
-        pick = torch.randint(len(r["i"]), (min(self.hparams.pairs_per_batch, len(r["i"])),), generator=generator)
-        return self.pair_loss(r["ids"], r["mask"], r["energies"], r["ref"], r["i"][pick], r["j"][pick])
+        loss = 0.0
+        if len(r["i"]):
+            pick = torch.randint(len(r["i"]), (min(self.hparams.pairs_per_batch, len(r["i"])),),
+                                 generator=self.step_generator(batch_idx))
+            loss = self.pair_loss(r["ids"], r["mask"], r["energies"], r["ref"], r["i"][pick], r["j"][pick])
+        if use_invalid:
+            loss = loss + self.invalid_loss(r["ids"], r["mask"], r["ref"], invalid, batch_idx)
+        return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
