@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.checkpoint_checks import same_settings
-from lightning_modules.losses import invalid_margin_loss
+from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
@@ -95,14 +95,17 @@ class OfflineAlignment(L.LightningModule):
         val_samples: policy samples drawn at each validation.
         lr: Adam learning rate.
         sft_weight: weight of an optional NLL term on the lower-energy member of each pair.
-        invalid_weight: when > 0, invalid samples leave the pairs and get a term of their own,
-            ``invalid_margin_loss``: each step, ``pairs_per_batch`` of them are pushed to
-            ``invalid_margin`` nats below their reference log-probability, with this weight.
-            Why: from a weak reference (many invalid samples) the pairs of an invalid and a valid
-            sample ask for moves of tens of nats that ERA meets by raising unlikely valid
-            molecules, and pairs cannot lower invalid strings that are already less likely than
-            their partners (docs/era.md, "molgpt-chembl").
-        invalid_margin: nats below the reference for the invalid term.
+        invalid_weight: when > 0, invalid samples leave the objective's pairs and get a term of
+            their own with this weight: each step, ``pairs_per_batch`` random (valid, invalid)
+            pairs under the DPO loss with ``invalid_beta``, which moves each pair a bounded few
+            nats past the reference's odds. Why: from a weak reference (a third of its samples
+            invalid) ERA's targets for such pairs are tens of nats from the reference's odds and
+            ERA meets them by raising unlikely valid molecules, while a pair whose invalid string is
+            already the less likely one gets almost no gradient however low the target wants it
+            (docs/era.md, "molgpt-chembl"). A non-contrastive push on invalid strings alone
+            (lowering each below the reference) was tried and wrecked the model: the cheapest way
+            to make a string unlikely is to make every string's end unlikely.
+        invalid_beta: DPO β of that term.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
         plot_dir: where histogram PNGs go (default: the trainer's log directory).
     """
@@ -113,7 +116,7 @@ class OfflineAlignment(L.LightningModule):
                  dataset_path: str = "runs/alignment/offline_samples.parquet", top_k: int | None = 5,
                  temperature: float = 1.0, max_new_tokens: int = 100, val_samples: int = 500,
                  lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
-                 invalid_margin: float = 5.0, seed: int = 0, domain: str = "smiles",
+                 invalid_beta: float = 0.5, seed: int = 0, domain: str = "smiles",
                  plot_dir: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
@@ -222,7 +225,7 @@ class OfflineAlignment(L.LightningModule):
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
         self._reference_energy = frame["energy"].to_numpy()
         self._reference_quality = sample_quality(list(frame["sequence"]), self.hparams.domain)
-        i, j, self.invalid_rows = self._pairs_and_invalid(list(frame["sequence"]), frame["valid"].to_numpy(bool),
+        i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(list(frame["sequence"]), frame["valid"].to_numpy(bool),
                                                           self.hparams.seed)
         if len(i) == 0:
             raise ValueError(f"{self.hparams.dataset_path} has fewer than 2 distinct samples: no pairs")
@@ -240,13 +243,14 @@ class OfflineAlignment(L.LightningModule):
 
     def _pairs_and_invalid(self, sequences: list[str], valid: np.ndarray, seed: int):
         """Pairs over the samples — over the valid ones only when invalid samples have a term of
-        their own (``invalid_weight`` > 0) — and the rows of the invalid samples for that term."""
+        their own (``invalid_weight`` > 0) — and the rows of the valid and invalid samples."""
+        good, bad = torch.from_numpy(np.flatnonzero(valid)), torch.from_numpy(np.flatnonzero(~valid))
         if not self.hparams.invalid_weight:
             i, j = make_pairs(sequences, self.hparams.max_pairs, seed)
-            return i, j, torch.zeros(0, dtype=torch.long)
-        keep = np.flatnonzero(valid)
+            return i, j, good, bad
+        keep = good.numpy()
         i, j = make_pairs([sequences[k] for k in keep], self.hparams.max_pairs, seed)
-        return keep[i], keep[j], torch.from_numpy(np.flatnonzero(~valid))
+        return keep[i], keep[j], good, bad
 
     # ------------------------------------------------------------------ training
     def step_generator(self, batch_idx: int, stream: int = 0) -> torch.Generator:
@@ -257,15 +261,23 @@ class OfflineAlignment(L.LightningModule):
         seed = np.random.SeedSequence(key)
         return torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
 
-    def invalid_loss(self, ids, mask, ref_logps, rows, batch_idx: int) -> torch.Tensor:
-        """The separate term for invalid samples (``invalid_weight``), on ``pairs_per_batch`` of them."""
-        pick = rows[torch.randint(len(rows), (min(self.hparams.pairs_per_batch, len(rows)),),
-                                  generator=self.step_generator(batch_idx, stream=1))]
-        ids, mask = ids[pick].to(self.device), mask[pick].to(self.device)
+    def invalid_loss(self, ids, mask, ref_logps, good, bad, batch_idx: int) -> torch.Tensor:
+        """The separate term for invalid samples (``invalid_weight``): DPO on ``pairs_per_batch``
+        random (valid, invalid) pairs; zero when either kind is missing."""
+        if len(good) == 0 or len(bad) == 0:
+            return sum(p.sum() for p in self.model.parameters()) * 0.0
+        n = self.hparams.pairs_per_batch
+        g = good[torch.randint(len(good), (n,), generator=self.step_generator(batch_idx, stream=1))]
+        b = bad[torch.randint(len(bad), (n,), generator=self.step_generator(batch_idx, stream=2))]
+        rows = torch.cat([g, b])
+        ids, mask = ids[rows].to(self.device), mask[rows].to(self.device)
         width = int(mask.sum(1).max())
-        logps = sequence_logprob(self.model, ids[:, :width], mask[:, :width])
-        loss = invalid_margin_loss(logps, ref_logps[pick].to(self.device), self.hparams.invalid_margin)
-        self.log("train/invalid_loss", loss, batch_size=len(pick))
+        pi_good, pi_bad = sequence_logprob(self.model, ids[:, :width], mask[:, :width]).split(n)
+        ref = ref_logps.to(self.device)
+        zero = torch.zeros(n, device=self.device)
+        # energies 0 (valid) and 1 (invalid) only say which member DPO prefers
+        loss = dpo_loss(pi_bad, pi_good, ref[b], ref[g], zero + 1, zero, self.hparams.invalid_beta)
+        self.log("train/invalid_loss", loss, batch_size=n)
         return self.hparams.invalid_weight * loss
 
     def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
@@ -286,8 +298,9 @@ class OfflineAlignment(L.LightningModule):
     def training_step(self, batch, batch_idx):
         i, j = batch
         loss = self.pair_loss(self.sample_ids, self.sample_mask, self.energies, self.ref_logps, i, j)
-        if self.hparams.invalid_weight and len(self.invalid_rows):
-            loss = loss + self.invalid_loss(self.sample_ids, self.sample_mask, self.ref_logps, self.invalid_rows, batch_idx)
+        if self.hparams.invalid_weight:
+            loss = loss + self.invalid_loss(self.sample_ids, self.sample_mask, self.ref_logps, self.valid_rows,
+                                            self.invalid_rows, batch_idx)
         return loss
 
     def configure_optimizers(self):
@@ -420,10 +433,10 @@ class OnlineAlignment(OfflineAlignment):
                        generator=generator)
         energies, valid, _ = self._score(batch.texts)
         ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-        i, j, invalid = self._pairs_and_invalid(batch.texts, np.asarray(valid, bool), seed)
+        i, j, good, bad = self._pairs_and_invalid(batch.texts, np.asarray(valid, bool), seed)
         self.round = {"ids": batch.input_ids, "mask": batch.attention_mask,
                       "energies": torch.tensor(energies, dtype=torch.float32), "ref": ref.float().cpu(),
-                      "i": torch.from_numpy(i), "j": torch.from_numpy(j), "invalid": invalid}
+                      "i": torch.from_numpy(i), "j": torch.from_numpy(j), "valid_rows": good, "invalid_rows": bad}
         self.rounds += 1
         self.log("online/round_energy_mean", float(energies.mean()), batch_size=1)
         self.log("online/round_validity", float(valid.mean()), batch_size=1)
@@ -433,8 +446,7 @@ class OnlineAlignment(OfflineAlignment):
         if self.round is None or batch_idx % period == 0:
             self._new_round()
         r = self.round
-        invalid = r.get("invalid", ())
-        use_invalid = self.hparams.invalid_weight and len(invalid)
+        use_invalid = self.hparams.invalid_weight and len(r.get("invalid_rows", ())) and len(r.get("valid_rows", ()))
         if len(r["i"]) == 0 and not use_invalid:  # every sample identical: a zero loss keeps DDP ranks in step
             return sum(p.sum() for p in self.model.parameters()) * 0.0
         loss = 0.0
@@ -443,7 +455,7 @@ class OnlineAlignment(OfflineAlignment):
                                  generator=self.step_generator(batch_idx))
             loss = self.pair_loss(r["ids"], r["mask"], r["energies"], r["ref"], r["i"][pick], r["j"][pick])
         if use_invalid:
-            loss = loss + self.invalid_loss(r["ids"], r["mask"], r["ref"], invalid, batch_idx)
+            loss = loss + self.invalid_loss(r["ids"], r["mask"], r["ref"], r["valid_rows"], r["invalid_rows"], batch_idx)
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -102,23 +102,6 @@ def dpo_loss(pi_logps_1: torch.Tensor, pi_logps_2: torch.Tensor, ref_logps_1: to
     return losses[keep].mean()
 
 
-def invalid_margin_loss(pi_logps: torch.Tensor, ref_logps: torch.Tensor, margin: float = 5.0) -> torch.Tensor:
-    """Mean hinge max(0, log π(y) − log π_ref(y) + margin) over invalid samples y: each is pushed
-    until it is ``margin`` nats less likely than under the reference, then left alone.
-
-    Why a term of its own rather than pairs: a pair loss moves an invalid string only relative to a
-    valid partner, so it either raises that partner (tens of nats, when the target's odds are
-    extreme) or does nothing (when the invalid string is already the less likely one, where the
-    Bernoulli KL is flat). Invalid strings are individually unlikely but together can be a third of
-    a weak reference's mass; this term lowers each by a bounded amount without raising anything."""
-    check_finite("ref_logps", ref_logps)
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0 nats, got {margin}")
-    if pi_logps.numel() == 0:
-        return pi_logps.sum() * 0.0
-    return F.relu(pi_logps - ref_logps + margin).mean()
-
-
 def nll_loss(pi_logps: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of sequences (an optional SFT term that keeps samples on-manifold)."""
     return -pi_logps.mean()

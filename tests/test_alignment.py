@@ -179,28 +179,30 @@ def test_a_penalty_below_the_valid_energies_is_warned_about_once(tmp_path, caplo
 
 
 def test_invalid_samples_can_leave_the_pairs_for_a_term_of_their_own(tmp_path):
-    """``invalid_weight`` > 0: pairs only join valid samples, and the invalid ones are pushed below
-    their reference log-probability (by at most the margin) — for offline and online training."""
+    """``invalid_weight`` > 0: the objective's pairs only join valid samples, and a DPO term on
+    (valid, invalid) pairs makes the invalid ones less likely — for offline and online training."""
     from lightning_modules import OnlineAlignment
     from networks.sampling import sequence_logprob
 
+    L.seed_everything(0)
     module = OfflineAlignment(PenaltyBelowValid(penalty=5.0, char="N"), policy=GPT(1, 32, 2, 64, 64, dropout=0.0),
                               tokenizer="smiles", objective=ERA(beta=5.0), num_samples=128, max_pairs=4000,
                               pairs_per_batch=64, dataset_path=str(tmp_path / "samples.parquet"), top_k=None,
                               max_new_tokens=30, val_samples=64, lr=3e-3, plot_dir=str(tmp_path / "plots"),
-                              invalid_weight=1.0, invalid_margin=3.0)
+                              invalid_weight=1.0)
     module.prepare_data()
     module.setup("fit")
     valid = torch.tensor(pd.read_parquet(tmp_path / "samples.parquet")["valid"].to_numpy())
     assert 10 < int((~valid).sum()) < 118  # both kinds present in the untrained model's samples
     assert valid[module.pair_i].all() and valid[module.pair_j].all()
     assert torch.equal(module.invalid_rows, torch.nonzero(~valid).flatten())
+    assert torch.equal(module.valid_rows, torch.nonzero(valid).flatten())
     trainer = L.Trainer(max_steps=30, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(module)
     with torch.no_grad():
         moved = sequence_logprob(module.model, module.sample_ids, module.sample_mask) - module.ref_logps
-    assert moved[~valid].mean() < -1.0, moved[~valid].mean()
+    assert moved[valid].mean() - moved[~valid].mean() > 1.0, (moved[valid].mean(), moved[~valid].mean())
 
     L.seed_everything(0)
     online = OnlineAlignment(PenaltyBelowValid(penalty=5.0, char="N"), policy=GPT(1, 32, 2, 64, 64, dropout=0.0),
@@ -211,4 +213,4 @@ def test_invalid_samples_can_leave_the_pairs_for_a_term_of_their_own(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(online)
     r = online.round
-    assert len(r["invalid"]) and not set(r["invalid"].tolist()) & set(r["i"].tolist() + r["j"].tolist())
+    assert len(r["invalid_rows"]) and not set(r["invalid_rows"].tolist()) & set(r["i"].tolist() + r["j"].tolist())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.losses import bernoulli_kl, dpo_loss, era_logits, era_loss, invalid_margin_loss, nll_loss
+from lightning_modules.losses import bernoulli_kl, dpo_loss, era_logits, era_loss, nll_loss
 from lightning_modules.pairs import all_pairs, make_pairs, n_pairs, pair_from_linear, sample_pairs
 
 
@@ -82,21 +82,6 @@ def test_max_shift_bounds_the_target_around_the_reference_odds():
     assert loss.item() == pytest.approx(0.0, abs=1e-12) and pi2.grad.abs().max() < 1e-12
     with pytest.raises(ValueError, match="max_shift must be > 0"):
         era_loss(*args, beta=200.0, gamma=9.0, max_shift=0.0)
-
-
-def test_invalid_margin_loss_pushes_to_the_margin_and_stops():
-    # log π − log π_ref = (0, −2, −6) with margin 5: hinge (5, 3, 0), mean 8/3; gradient 1/3 on the
-    # first two, none on the one already 6 nats below the reference
-    pi = t(-10.0, -12.0, -16.0).requires_grad_(True)
-    loss = invalid_margin_loss(pi, t(-10.0, -10.0, -10.0), margin=5.0)
-    loss.backward()
-    assert loss.item() == pytest.approx(8 / 3, rel=1e-12)
-    assert pi.grad.tolist() == pytest.approx([1 / 3, 1 / 3, 0.0])
-    assert invalid_margin_loss(t(), t(), 5.0).item() == 0.0
-    with pytest.raises(ValueError, match="margin must be > 0"):
-        invalid_margin_loss(t(0.0), t(0.0), margin=0.0)
-    with pytest.raises(ValueError, match="non-finite"):
-        invalid_margin_loss(t(0.0), t(float("nan")))
 
 
 def test_bernoulli_kl_is_nonnegative_and_zero_on_equal():
