@@ -102,7 +102,7 @@ class OfflineAlignment(L.LightningModule):
             invalid) ERA's targets for such pairs are tens of nats from the reference's odds and
             ERA meets them by raising unlikely valid molecules, while a pair whose invalid string is
             already the less likely one gets almost no gradient however low the target wants it
-            (docs/era.md, "molgpt-chembl"). A non-contrastive push on invalid strings alone
+            (docs/era.md, "ERA from a weak reference"). A non-contrastive push on invalid strings alone
             (lowering each below the reference) was tried and wrecked the model: the cheapest way
             to make a string unlikely is to make every string's end unlikely.
         invalid_beta: DPO β of that term.
@@ -225,8 +225,8 @@ class OfflineAlignment(L.LightningModule):
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
         self._reference_energy = frame["energy"].to_numpy()
         self._reference_quality = sample_quality(list(frame["sequence"]), self.hparams.domain)
-        i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(list(frame["sequence"]), frame["valid"].to_numpy(bool),
-                                                          self.hparams.seed)
+        i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(
+            list(frame["sequence"]), frame["valid"].to_numpy(bool), self.hparams.seed)
         if len(i) == 0:
             raise ValueError(f"{self.hparams.dataset_path} has fewer than 2 distinct samples: no pairs")
         self.pair_i, self.pair_j = torch.from_numpy(i), torch.from_numpy(j)
