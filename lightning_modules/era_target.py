@@ -87,13 +87,14 @@ def pair_shifts(energies: torch.Tensor, ref_logps: torch.Tensor, beta: float, ga
 
 
 def mixed_pairs(valid: torch.Tensor, max_pairs: int = 200_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairs of one valid and one invalid sample: all of them, or a seeded subset of ``max_pairs``."""
+    """Pairs of one valid and one invalid sample: all of them, or ``max_pairs`` drawn with a seed
+    (with replacement: enough for quantiles, and memory stays O(max_pairs) for any set size)."""
     good, bad = torch.nonzero(valid.bool()).flatten(), torch.nonzero(~valid.bool()).flatten()
     total = len(good) * len(bad)
     if total <= max_pairs:
         pick = torch.arange(total)
     else:
-        pick = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_pairs]
+        pick = torch.randint(total, (max_pairs,), generator=torch.Generator().manual_seed(seed))
     return good[pick // max(len(bad), 1)], bad[pick % max(len(bad), 1)]
 
 

@@ -89,12 +89,12 @@ def test_pair_shift_is_the_distance_of_the_target_odds_from_the_reference_odds()
     assert pair_shifts(energies, ref_logps, 0.0, 0.0, torch.tensor([0]), torch.tensor([1])).item() == pytest.approx(20.0)
 
 
-def test_mixed_pairs_pair_each_valid_with_each_invalid_or_a_seeded_subset():
+def test_mixed_pairs_pair_each_valid_with_each_invalid_or_a_seeded_sample():
     valid = torch.tensor([True, False, True, True, False])
     good, bad = mixed_pairs(valid)
     assert sorted(zip(good.tolist(), bad.tolist())) == [(0, 1), (0, 4), (2, 1), (2, 4), (3, 1), (3, 4)]
     some = mixed_pairs(valid, max_pairs=4, seed=3)
-    assert len(some[0]) == 4 and len(set(zip(*(t.tolist() for t in some)))) == 4
+    assert len(some[0]) == 4
     assert all(valid[some[0]]) and not any(valid[some[1]])
     assert [t.tolist() for t in mixed_pairs(valid, max_pairs=4, seed=3)] == [t.tolist() for t in some]
     assert len(mixed_pairs(torch.ones(3, dtype=torch.bool))[0]) == 0
