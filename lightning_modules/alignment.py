@@ -269,10 +269,7 @@ class OfflineAlignment(L.LightningModule):
         n = self.hparams.pairs_per_batch
         g = good[torch.randint(len(good), (n,), generator=self.step_generator(batch_idx, stream=1))]
         b = bad[torch.randint(len(bad), (n,), generator=self.step_generator(batch_idx, stream=2))]
-        rows = torch.cat([g, b])
-        ids, mask = ids[rows].to(self.device), mask[rows].to(self.device)
-        width = int(mask.sum(1).max())
-        pi_good, pi_bad = sequence_logprob(self.model, ids[:, :width], mask[:, :width]).split(n)
+        pi_good, pi_bad = self.rows_logprob(ids, mask, torch.cat([g, b])).split(n)
         ref = ref_logps.to(self.device)
         zero = torch.zeros(n, device=self.device)
         # energies 0 (valid) and 1 (invalid) only say which member DPO prefers
@@ -280,13 +277,15 @@ class OfflineAlignment(L.LightningModule):
         self.log("train/invalid_loss", loss, batch_size=n)
         return self.hparams.invalid_weight * loss
 
-    def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
-        """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""
-        rows = torch.cat([i, j])
+    def rows_logprob(self, ids, mask, rows) -> torch.Tensor:
+        """The policy's log-probabilities of the stored samples ``rows``, padding trimmed to the longest."""
         ids, mask = ids[rows].to(self.device), mask[rows].to(self.device)
         width = int(mask.sum(1).max())
-        logps = sequence_logprob(self.model, ids[:, :width], mask[:, :width])
-        pi_1, pi_2 = logps.split(len(i))
+        return sequence_logprob(self.model, ids[:, :width], mask[:, :width])
+
+    def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
+        """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""
+        pi_1, pi_2 = self.rows_logprob(ids, mask, torch.cat([i, j])).split(len(i))
         u, ref = energies.to(self.device), ref_logps.to(self.device)
         loss = self.objective(pi_1, pi_2, ref[i], ref[j], u[i], u[j])
         if self.hparams.sft_weight:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lightning_modules.losses import check_finite, era_scales
+from lightning_modules.losses import check_finite, era_logits, era_scales
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,10 @@ def pair_shifts(energies: torch.Tensor, ref_logps: torch.Tensor, beta: float, ga
                 i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """|ℓ* − ℓ_ref| for pairs (i, j): how many nats each pair's ERA target moves its odds away from
     the reference's, |−β'(U_j − U_i) + (γ' − 1)(log π_ref(y_j) − log π_ref(y_i))|."""
-    beta_p, gamma_p = era_scales(beta, gamma)
-    check_finite("energies", energies)
-    d_ref = ref_logps[j].double() - ref_logps[i].double()
-    return (-beta_p * (energies[j].double() - energies[i].double()) + (gamma_p - 1) * d_ref).abs()
+    ref_1, ref_2 = ref_logps[i].double(), ref_logps[j].double()
+    # with the reference as the "policy", era_logits returns (ℓ_ref, ℓ*)
+    ref_odds, target = era_logits(ref_1, ref_2, ref_1, ref_2, energies[i].double(), energies[j].double(), beta, gamma)
+    return (target - ref_odds).abs()
 
 
 def mixed_pairs(valid: torch.Tensor, max_pairs: int = 200_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,7 +62,7 @@ def era_logits(pi_logps_1, pi_logps_2, ref_logps_1, ref_logps_2, energies_1, ene
     if max_shift is not None:
         if max_shift <= 0:
             raise ValueError(f"max_shift must be > 0 nats (or None for the exact target), got {max_shift}")
-        target = torch.minimum(torch.maximum(target, ref - max_shift), ref + max_shift)
+        target = torch.clamp(target, ref - max_shift, ref + max_shift)
     return policy, target.detach()
 
 
