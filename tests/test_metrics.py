@@ -61,6 +61,26 @@ def test_fcd_is_zero_for_identical_sets_and_positive_otherwise():
     assert frechet_chemnet_distance(a + ["invalid"], b) > 1.0  # invalid samples are dropped first
 
 
+def test_fcd_to_cached_reference_statistics_equals_fcd_to_the_smiles(tmp_path):
+    pytest.importorskip("fcd_torch", reason="FCD is the optional fcd extra (installed with dev)")
+    from lightning_modules.metrics import chemnet_statistics, frechet_chemnet_distance
+
+    ref = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCC", "c1ccncc1", "CC(C)O", "OCCO"] * 5
+    gen = ["CCOC", "c1ccccc1C", "CC(=O)N", "CCCN", "CCCCC", "c1ccncc1C", "CC(C)N", "NCCO"] * 5
+    direct = frechet_chemnet_distance(gen, ref)
+    first = chemnet_statistics(ref, cache_dir=tmp_path)
+    chunked = chemnet_statistics(ref, chunk=7)  # summed over chunks: the same mean and covariance
+    assert abs(chunked["sigma"] - first["sigma"]).max() < 1e-8 and abs(chunked["mu"] - first["mu"]).max() < 1e-8
+    assert len(list(tmp_path.glob("chemnet_*.npz"))) == 1
+    again = chemnet_statistics(ref, cache_dir=tmp_path)  # read back from the cache
+    assert (again["sigma"] == first["sigma"]).all()
+    assert frechet_chemnet_distance(gen, again) == pytest.approx(direct, rel=1e-6)
+    chemnet_statistics(ref[:-1], cache_dir=tmp_path)  # another list, another file
+    assert len(list(tmp_path.glob("chemnet_*.npz"))) == 2
+    with pytest.raises(ValueError, match="at least 2"):
+        chemnet_statistics(["CCO"])
+
+
 def test_kmer_counts_skip_non_acgt_windows():
     from lightning_modules.metrics import kmer_counts
 
