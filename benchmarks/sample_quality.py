@@ -73,12 +73,13 @@ def main() -> None:
     test_intdiv.update(test)
     print(f"model {directory}, {args.n} samples per row, {args.data} held-out IntDiv1 (random n={len(test)}): "
           f"{float(test_intdiv.compute()):.4f}; FCD reference: {len(fcd_set):,} held-out molecules")
+    fcd_reference, fcd_missing = None, None
     try:
         start = time.perf_counter()
         fcd_reference = chemnet_statistics(fcd_set, cache_dir=default_cache_dir().parent / "fcd")
         print(f"ChemNet statistics of the FCD reference: {time.perf_counter() - start:.0f} s", flush=True)
     except (ImportError, ValueError) as err:
-        fcd_reference = err
+        fcd_missing = f"n/a ({type(err).__name__})"
     print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/held-out | samples/s |\n|---|---|---|---|---|---|---|")
     for top_k in args.top_k:
         start = time.perf_counter()
@@ -90,12 +91,7 @@ def main() -> None:
             metric.reset()
             metric.update(texts)
             row.append(f"{float(metric.compute()):.4f}")
-        try:
-            if isinstance(fcd_reference, Exception):
-                raise fcd_reference
-            fcd = f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"
-        except (ImportError, ValueError) as err:
-            fcd = f"n/a ({type(err).__name__})"
+        fcd = fcd_missing or f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"
         print(f"| {top_k or 'none'} | {' | '.join(row)} | {fcd} | {rate:,.0f} |", flush=True)
 
 
