@@ -33,7 +33,8 @@ class SequenceDataModule(L.LightningDataModule):
         num_workers: DataLoader workers per rank.
         max_tokens: records with more tokens (special tokens included) are skipped and counted.
         seed: shuffling seed; epoch ``e`` uses the permutation seeded by ``(seed, e)``.
-        val_limit: use only the first ``val_limit`` validation records (quick validation on CPU).
+        val_limit: validate on a fixed, uniformly random ``val_limit`` of the validation
+            records (quick validation on CPU); not the first ones, as files are often ordered.
         cache_dir: where tokenised corpora are cached (default ``$REWARDFIT_CACHE`` or
             ``~/.cache/rewardfit``).
     """

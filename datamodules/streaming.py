@@ -60,7 +60,10 @@ class RecordFile:
     column: str | None = None
     where: dict = field(default_factory=dict)
     exclude: dict = field(default_factory=dict)
-    limit: int | None = None  # keep only the first ``limit`` valid records (e.g. a quick val set)
+    # Keep a seeded, uniformly random ``limit`` of the usable records, in file order (a quick
+    # val set). Not the first ``limit``: data files are often ordered (MOSES's test set is; its
+    # first 10,000 molecules are ≈ 4 FCD from the whole), so a prefix is a biased sample.
+    limit: int | None = None
 
     def records(self) -> Iterator[str]:
         return read_records(self.path, self.column, self.where or None, self.exclude or None)
@@ -72,7 +75,8 @@ class RecordFile:
         stat = path.stat()
         return dict(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                     column=self.column, where=sorted((self.where or {}).items()),
-                    exclude=sorted((self.exclude or {}).items()), limit=self.limit)
+                    exclude=sorted((self.exclude or {}).items()), limit=self.limit,
+                    **({"subset": "uniform-reservoir"} if self.limit is not None else {}))
 
 
 def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -174,6 +178,7 @@ class TokenizedCorpus:
         bar = tqdm(desc=f"tokenising {Path(source.path).name}", unit=" records", disable=not progress,
                    mininterval=1.0)
         records = source.records()
+        reservoir = _Reservoir(source.limit) if source.limit is not None else None
         done = False
         while not done:
             chunk = list(itertools.islice(records, _CHUNK))
@@ -186,13 +191,12 @@ class TokenizedCorpus:
                         invalid_examples.append(f"record {n_read + i}: {chunk[i][:80]!r}")
                 elif len(ids) > max_tokens:
                     n_long += 1
-                elif source.limit is not None and n_kept + len(kept_ids) >= source.limit:
-                    done = True
-                    break
                 else:
                     kept_ids.append(ids)
                     kept_lines.append(n_read + i)
-            if kept_ids:
+            if reservoir is not None:
+                reservoir.offer(kept_ids, kept_lines)
+            elif kept_ids:
                 token_chunks.append(np.fromiter(itertools.chain.from_iterable(kept_ids), dtype=dtype))
                 length_chunks.append(np.fromiter(map(len, kept_ids), dtype=np.int64, count=len(kept_ids)))
                 line_chunks.append(np.asarray(kept_lines, dtype=np.int64))
@@ -200,6 +204,14 @@ class TokenizedCorpus:
             n_read += len(chunk)
             bar.update(len(chunk))
         bar.close()
+        n_usable = n_kept
+        if reservoir is not None:
+            kept_ids, kept_lines = reservoir.in_file_order()
+            n_usable, n_kept = reservoir.n_seen, len(kept_ids)
+            if kept_ids:
+                token_chunks = [np.fromiter(itertools.chain.from_iterable(kept_ids), dtype=dtype)]
+                length_chunks = [np.fromiter(map(len, kept_ids), dtype=np.int64, count=n_kept)]
+                line_chunks = [np.asarray(kept_lines, dtype=np.int64)]
         if not n_kept:
             raise DataFileError(
                 f"{source.path}: none of {n_read} records is usable ({n_invalid} invalid, "
@@ -216,8 +228,43 @@ class TokenizedCorpus:
                 "%s: skipped %d invalid record(s) and %d longer than %d tokens out of %d; "
                 "first invalid: %s", source.path, n_invalid, n_long, max_tokens, n_read, invalid_examples,
             )
-        return dict(n_read=n_read, n_records=n_kept, n_invalid=n_invalid,
+        return dict(n_read=n_read, n_records=n_kept, n_usable=n_usable, n_invalid=n_invalid,
                     n_too_long=n_long, max_tokens=max_tokens, invalid_examples=invalid_examples)
+
+
+class _Reservoir:
+    """A seeded uniform sample of ``size`` items from a stream of unknown length (Algorithm R).
+
+    Item ``t`` (0-based) replaces slot ``j ~ U{0..t}`` when ``j < size``; the draws for a whole
+    chunk are made at once, so the cost per record is a vectorised draw, not a Python call.
+    The seed is fixed: the subset is part of what a ``limit`` means, the same on every run.
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        if size < 1:
+            raise ValueError(f"limit must be at least 1, got {size}")
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.ids: list = []
+        self.lines: list[int] = []
+        self.n_seen = 0
+
+    def offer(self, ids: list, lines: list[int]) -> None:
+        fill = min(len(ids), self.size - len(self.ids))
+        self.ids.extend(ids[:fill])
+        self.lines.extend(lines[:fill])
+        rest = len(ids) - fill
+        if rest:
+            seen = self.n_seen + fill + np.arange(rest)
+            slots = self.rng.integers(0, seen + 1)
+            for k in np.flatnonzero(slots < self.size):
+                self.ids[slots[k]] = ids[fill + k]
+                self.lines[slots[k]] = lines[fill + k]
+        self.n_seen += len(ids)
+
+    def in_file_order(self) -> tuple[list, list[int]]:
+        order = np.argsort(self.lines, kind="stable")
+        return [self.ids[i] for i in order], [self.lines[i] for i in order]
 
 
 def rank_batches(n_records: int, batch_size: int, rank: int, world_size: int, epoch: int,
