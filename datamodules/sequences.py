@@ -79,8 +79,10 @@ class SequenceDataModule(L.LightningDataModule):
                 corpus = self._build(name, source)  # a cache hit after prepare_data
                 self.corpora[name] = corpus
                 meta = corpus.meta
-                log.info("%s %s: %d records (%d invalid, %d too long skipped)", type(self).__name__,
-                         name, meta["n_records"], meta["n_invalid"], meta["n_too_long"])
+                subset = (f", a uniform subset of {meta['n_usable']} usable"
+                          if meta.get("n_usable", meta["n_records"]) > meta["n_records"] else "")
+                log.info("%s %s: %d records%s (%d invalid, %d too long skipped)", type(self).__name__,
+                         name, meta["n_records"], subset, meta["n_invalid"], meta["n_too_long"])
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

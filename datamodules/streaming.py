@@ -65,6 +65,10 @@ class RecordFile:
     # first 10,000 molecules are ≈ 4 FCD from the whole), so a prefix is a biased sample.
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"{self.path}: limit must be at least 1 record, got {self.limit}")
+
     def records(self) -> Iterator[str]:
         return read_records(self.path, self.column, self.where or None, self.exclude or None)
 
@@ -76,7 +80,8 @@ class RecordFile:
         return dict(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                     column=self.column, where=sorted((self.where or {}).items()),
                     exclude=sorted((self.exclude or {}).items()), limit=self.limit,
-                    **({"subset": "uniform-reservoir"} if self.limit is not None else {}))
+                    # names the subset's algorithm and seed: change it if either changes
+                    **({"subset": _Reservoir.VERSION} if self.limit is not None else {}))
 
 
 def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -235,16 +240,19 @@ class TokenizedCorpus:
 class _Reservoir:
     """A seeded uniform sample of ``size`` items from a stream of unknown length (Algorithm R).
 
-    Item ``t`` (0-based) replaces slot ``j ~ U{0..t}`` when ``j < size``; the draws for a whole
-    chunk are made at once, so the cost per record is a vectorised draw, not a Python call.
-    The seed is fixed: the subset is part of what a ``limit`` means, the same on every run.
+    The first ``size`` items fill the slots; after that, item ``t`` (0-based) replaces slot
+    ``j ~ U{0..t}`` when ``j < size``. The draws for a whole chunk are made at once, so the cost
+    per record is a vectorised draw, not a Python call, and the subset does not depend on how the
+    stream is chunked. The seed is fixed: the subset is part of what a ``limit`` means, the same
+    on every run — and part of the corpus cache key through :attr:`VERSION`.
     """
 
-    def __init__(self, size: int, seed: int = 0):
-        if size < 1:
-            raise ValueError(f"limit must be at least 1, got {size}")
+    SEED = 0
+    VERSION = f"uniform-reservoir-v1-seed{SEED}"
+
+    def __init__(self, size: int):
         self.size = size
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(self.SEED)
         self.ids: list = []
         self.lines: list[int] = []
         self.n_seen = 0

@@ -101,6 +101,24 @@ def test_limit_keeps_a_seeded_uniform_subset_of_an_ordered_file_not_its_prefix(t
     assert len(TokenizedCorpus.build(RecordFile(str(path), limit=10**6), tok, cache_dir=tmp_path / "c")) == 6000
 
 
+def test_reservoir_subset_does_not_depend_on_chunking():
+    from datamodules.streaming import _Reservoir
+
+    items = list(range(1000))
+    subsets = []
+    for cut in ([1000], [7] * 142 + [6], [100, 1, 899], [3, 997]):
+        reservoir, start = _Reservoir(50), 0
+        for size in cut:
+            reservoir.offer([[i] for i in items[start:start + size]], items[start:start + size])
+            start += size
+        assert reservoir.n_seen == 1000
+        subsets.append(reservoir.in_file_order()[1])
+    assert all(s == subsets[0] for s in subsets) and len(set(subsets[0])) == 50
+    assert max(subsets[0]) > 500  # not a prefix
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        RecordFile("x.smi", limit=0)
+
+
 def test_dna_with_n_is_reported(tmp_path, caplog):
     path = tmp_path / "dna.txt"
     path.write_text("ACGTACGT\nACGNACGT\nTTTT\n")
