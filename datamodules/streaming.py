@@ -60,9 +60,10 @@ class RecordFile:
     column: str | None = None
     where: dict = field(default_factory=dict)
     exclude: dict = field(default_factory=dict)
-    # Keep a seeded, uniformly random ``limit`` of the usable records, in file order (a quick
-    # val set). Not the first ``limit``: data files are often ordered (MOSES's test set is; its
-    # first 10,000 molecules are ≈ 4 FCD from the whole), so a prefix is a biased sample.
+    # Keep a seeded, uniformly random ``limit`` of the usable records (a quick val set), stored
+    # in a seeded random order so that any prefix of it (``limit_val_batches``) is uniform too.
+    # Not the first ``limit``: data files are often ordered (MOSES's test set is; its first
+    # 10,000 molecules are ≈ 4 FCD from the whole), so a prefix of the file is a biased sample.
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -211,7 +212,7 @@ class TokenizedCorpus:
         bar.close()
         n_usable = n_kept
         if reservoir is not None:
-            kept_ids, kept_lines = reservoir.in_file_order()
+            kept_ids, kept_lines = reservoir.shuffled()
             n_usable, n_kept = reservoir.n_seen, len(kept_ids)
             if kept_ids:
                 token_chunks = [np.fromiter(itertools.chain.from_iterable(kept_ids), dtype=dtype)]
@@ -248,7 +249,7 @@ class _Reservoir:
     """
 
     SEED = 0
-    VERSION = f"uniform-reservoir-v1-seed{SEED}"
+    VERSION = f"uniform-reservoir-shuffled-v2-seed{SEED}"
 
     def __init__(self, size: int):
         self.size = size
@@ -270,8 +271,11 @@ class _Reservoir:
                 self.lines[slots[k]] = lines[fill + k]
         self.n_seen += len(ids)
 
-    def in_file_order(self) -> tuple[list, list[int]]:
-        order = np.argsort(self.lines, kind="stable")
+    def shuffled(self) -> tuple[list, list[int]]:
+        """The sample in a seeded random order. Not the slot order: the first ``k`` slots never
+        hold items ``k … size−1``, so a prefix of the slots is not a uniform sample; nor file
+        order, whose prefixes are the file's start again."""
+        order = np.random.default_rng([self.SEED, 1]).permutation(np.argsort(self.lines, kind="stable"))
         return [self.ids[i] for i in order], [self.lines[i] for i in order]
 
 
