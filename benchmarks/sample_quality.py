@@ -65,9 +65,12 @@ def main() -> None:
     model = Pretrained(str(directory)).build(tok).eval()
     held_out = list(held_out_records())
     rng = np.random.default_rng(args.seed)
-    test = [held_out[i] for i in rng.choice(len(held_out), min(args.n, len(held_out)), replace=False)]
-    fcd_set = held_out if args.fcd_reference == "all" else [
-        held_out[i] for i in rng.choice(len(held_out), min(int(args.fcd_reference), len(held_out)), replace=False)]
+
+    def random_subset(k: int) -> list[str]:
+        return [held_out[i] for i in rng.choice(len(held_out), min(k, len(held_out)), replace=False)]
+
+    test = random_subset(args.n)
+    fcd_set = held_out if args.fcd_reference == "all" else random_subset(int(args.fcd_reference))
     novelty = Novelty(train_records())
     test_intdiv = InternalDiversity()
     test_intdiv.update(test)

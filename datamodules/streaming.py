@@ -179,6 +179,12 @@ class TokenizedCorpus:
         token_chunks: list[np.ndarray] = []  # one flat array per chunk keeps memory compact
         length_chunks: list[np.ndarray] = []
         line_chunks: list[np.ndarray] = []
+
+        def keep(ids: list[list[int]], lines: list[int]) -> None:
+            token_chunks.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype))
+            length_chunks.append(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
+            line_chunks.append(np.asarray(lines, dtype=np.int64))
+
         n_kept = n_read = n_invalid = n_long = 0
         invalid_examples: list[str] = []
         bar = tqdm(desc=f"tokenising {Path(source.path).name}", unit=" records", disable=not progress,
@@ -203,9 +209,7 @@ class TokenizedCorpus:
             if reservoir is not None:
                 reservoir.offer(kept_ids, kept_lines)
             elif kept_ids:
-                token_chunks.append(np.fromiter(itertools.chain.from_iterable(kept_ids), dtype=dtype))
-                length_chunks.append(np.fromiter(map(len, kept_ids), dtype=np.int64, count=len(kept_ids)))
-                line_chunks.append(np.asarray(kept_lines, dtype=np.int64))
+                keep(kept_ids, kept_lines)
                 n_kept += len(kept_ids)
             n_read += len(chunk)
             bar.update(len(chunk))
@@ -215,9 +219,7 @@ class TokenizedCorpus:
             kept_ids, kept_lines = reservoir.shuffled()
             n_usable, n_kept = reservoir.n_seen, len(kept_ids)
             if kept_ids:
-                token_chunks = [np.fromiter(itertools.chain.from_iterable(kept_ids), dtype=dtype)]
-                length_chunks = [np.fromiter(map(len, kept_ids), dtype=np.int64, count=n_kept)]
-                line_chunks = [np.asarray(kept_lines, dtype=np.int64)]
+                keep(kept_ids, kept_lines)
         if not n_kept:
             raise DataFileError(
                 f"{source.path}: none of {n_read} records is usable ({n_invalid} invalid, "
