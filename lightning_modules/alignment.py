@@ -17,7 +17,6 @@ The run, from one ``fit`` command:
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.checkpoint_checks import same_settings
+from lightning_modules.frozen import expect_frozen, frozen_copy
 from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
@@ -124,7 +124,7 @@ class OfflineAlignment(L.LightningModule):
         self.hparams["policy"] = architecture.to_config()
         self.tokenizer = load_tokenizer(tokenizer)
         self.model = disable_dropout(architecture.build(self.tokenizer))
-        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.reference = frozen_copy(self.model)
         self.oracle = oracle
         self.objective = objective or ERA()
         self.history: list[dict[str, float]] = []
@@ -360,9 +360,14 @@ class OfflineAlignment(L.LightningModule):
         ax.set_xlabel(name)
         ax.set_ylabel("density")
         ax.legend()
-        directory = Path(self.hparams.plot_dir or self.trainer.log_dir or self.trainer.default_root_dir)
-        self.last_plot = save_figure(fig, directory / f"histogram_{name}.png", self.loggers,
+        self.last_plot = save_figure(fig, self._output_dir() / f"histogram_{name}.png", self.loggers,
                                      tag=f"histogram/{name}", step=self.global_step)
+
+    def on_fit_start(self) -> None:
+        expect_frozen(self, self.reference)
+
+    def _output_dir(self) -> Path:
+        return Path(self.hparams.plot_dir or self.trainer.log_dir or self.trainer.default_root_dir)
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero or self._reference_values is None or not self.history:
@@ -370,6 +375,7 @@ class OfflineAlignment(L.LightningModule):
         ref = self._reference_values[np.isfinite(self._reference_values)]
         last = self.history[-1]
         prop = next((k for k in last if k.startswith("property/") and k.endswith("/mean")), "energy/mean")
+        self._write_summary(prop, ref, last)
         print(f"\n{'':28s}{'reference':>12s}{'policy':>12s}")
         print(f"{prop:28s}{ref.mean():12.4f}{last[prop]:12.4f}")
         print(f"{'energy/mean':28s}{self._reference_energy.mean():12.4f}{last['energy/mean']:12.4f}")
@@ -382,6 +388,20 @@ class OfflineAlignment(L.LightningModule):
         print(f"reference std of {prop}: {ref.std():.4f}; shift = {(last[prop] - ref.mean()) / max(ref.std(), 1e-12):+.2f} std")
         if getattr(self, "last_plot", None):
             print(f"histogram: {self.last_plot}")
+        print(f"summary: {self._output_dir() / 'summary.json'}")
+
+    def _write_summary(self, prop: str, ref: np.ndarray, last: dict[str, float]) -> None:
+        """The before/after table as JSON next to the histogram, so that sweeps over seeds and
+        settings (``benchmarks/era_sweep.py --collect``) read numbers rather than parse logs."""
+        reference = {prop: float(ref.mean()), f"{prop}/std": float(ref.std()),
+                     "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
+                     **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
+        summary = {"step": int(last.get("step", self.global_step)), "seed": self.hparams.seed,
+                   "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
+                   "reference": reference, "policy": {k: float(v) for k, v in last.items() if k != "step"}}
+        path = self._output_dir() / "summary.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1, default=float) + "\n")
 
 
 class OnlineAlignment(OfflineAlignment):

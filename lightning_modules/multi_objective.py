@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_modules.frozen import expect_frozen, frozen_copy
 from lightning_modules.metrics import validity_and_uniqueness
 from lightning_modules.policy_updates import RLOO, PolicyUpdate, Round
 from networks.architectures import Architecture, Pretrained, disable_dropout
@@ -87,8 +88,8 @@ class MultiObjectiveModule(L.LightningModule):
         base = disable_dropout(architecture.build(self.tokenizer))
         num_experts = 1 if scalarization is not None else len(self.names)
         self.experts = nn.ModuleList([copy.deepcopy(base) for _ in range(num_experts)])
-        self.reference = copy.deepcopy(base).eval().requires_grad_(False)
-        self.soup = copy.deepcopy(base).eval().requires_grad_(False)  # evaluation copy, not trained
+        self.reference = frozen_copy(base)
+        self.soup = frozen_copy(base)  # evaluation copy, not trained
         self.active: list[int] = list(range(num_experts))
         self.rounds: dict[int, Round] = {}
         self.history: list[dict[str, float]] = []
@@ -213,6 +214,9 @@ class MultiObjectiveModule(L.LightningModule):
             total = loss if total is None else total + loss
         self.log("train/loss", total, prog_bar=True, batch_size=1)
         return total
+
+    def on_fit_start(self) -> None:
+        expect_frozen(self, self.reference, self.soup)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         for e, expert in enumerate(self.experts):

@@ -1,5 +1,7 @@
 """Offline alignment end to end on a tiny model: the data set is made once, energies fall."""
 
+import json
+
 import lightning as L
 import pandas as pd
 import pytest
@@ -47,6 +49,11 @@ def test_offline_alignment_lowers_the_energy(tmp_path, objective):
     frame = pd.read_parquet(tmp_path / "samples.parquet")
     assert len(frame) == 128 and {"sequence", "input_ids", "energy", "valid", "ref_logprob"} <= set(frame.columns)
     assert (tmp_path / "plots" / "histogram_length.png").is_file()
+    # the before/after table as JSON, for sweeps: the reference's numbers are those of its stored samples
+    summary = json.loads((tmp_path / "plots" / "summary.json").read_text())
+    assert summary["reference"]["energy/mean"] == pytest.approx(frame["energy"].mean())
+    assert summary["policy"]["energy/mean"] == module.history[-1]["energy/mean"] < summary["reference"]["energy/mean"]
+    assert summary["objective"]["class"].endswith(type(objective).__name__) and summary["step"] == 40
     # the reference never moves
     assert not any(p.requires_grad for p in module.reference.parameters())
 
@@ -105,6 +112,9 @@ def test_online_alignment_lowers_the_energy_and_checkpoints_its_round(tmp_path):
     trainer, before, after = _fit_and_measure(module)
     assert module.rounds == 4
     assert after < before - 0.3, (before, after)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["objective"]["beta"] == 20.0 and summary["reference"]["samples/kl_to_reference"] == 0.0
+    assert summary["policy"]["energy/mean"] < summary["reference"]["energy/mean"]
     trainer.save_checkpoint(tmp_path / "online.ckpt")
     state = torch.load(tmp_path / "online.ckpt", weights_only=True)
     assert state["online_rounds"] == 4 and torch.equal(state["online_round"]["i"], module.round["i"])

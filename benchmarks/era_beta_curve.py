@@ -1,0 +1,111 @@
+"""Energy, property and validity against β' over seeds, from finished alignment runs.
+
+Every alignment run writes ``summary.json`` (its before/after table) next to its histogram. This
+collects those files — any mix of offline and online runs, ERA or DPO, several seeds — into one
+table and one plot, so that "does the mean energy fall with β?" is answered over seeds rather
+than from one run whose evaluation noise (±0.02 in mean energy on 1,000 samples at 5 % invalid)
+is as large as the steps between neighbouring β:
+
+    python benchmarks/era_beta_curve.py runs/era_moses_online_inv/* \\
+        --csv docs/results/era_online_beta_seeds.csv --out docs/img/era_online_beta_seeds.png
+
+Each seed's reference row is its own (online runs evaluate the reference on seed-dependent
+samples), so the plot shows the policy's numbers and each seed's reference as a dashed line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METRICS = ["energy/mean", "samples/validity", "samples/uniqueness", "samples/intdiv1", "samples/kl_to_reference"]
+
+
+def load(run_dirs: list[Path]) -> pd.DataFrame:
+    """One row per run with a ``summary.json``: β, γ, β', seed, and reference/policy numbers."""
+    rows = []
+    for run_dir in run_dirs:
+        path = run_dir / "summary.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text())
+        objective = summary["objective"]
+        beta, gamma = float(objective.get("beta", "nan")), float(objective.get("gamma", 0.0))
+        prop = next((k for k in summary["policy"] if k.startswith("property/") and k.endswith("/mean")), None)
+        row = {"run": run_dir.name, "method": objective["class"].rsplit(".", 1)[-1], "beta": beta, "gamma": gamma,
+               "beta_prime": beta / (1 + gamma), "seed": summary["seed"], "step": summary["step"]}
+        for key in ([prop] if prop else []) + METRICS:
+            row[f"ref {key}"] = summary["reference"].get(key, float("nan"))
+            row[key] = summary["policy"].get(key, float("nan"))
+        rows.append(row)
+    if not rows:
+        raise SystemExit("no summary.json in the given run directories")
+    return pd.DataFrame(rows).sort_values(["method", "gamma", "seed", "beta"]).reset_index(drop=True)
+
+
+def across_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over seeds of each policy number, per (method, γ, β)."""
+    numbers = [c for c in table.columns if c in METRICS or (c.startswith("property/") and c.endswith("/mean"))]
+    grouped = table.groupby(["method", "gamma", "beta", "beta_prime"])[numbers]
+    mean, sem = grouped.mean(), grouped.sem()
+    out = mean.join(sem.add_suffix(" sem")).join(grouped.size().rename("seeds"))
+    return out.reset_index()
+
+
+def monotone(values: pd.Series) -> bool:
+    """Non-increasing from each β to the next."""
+    return bool((values.diff().dropna() <= 0).all())
+
+
+def plot(table: pd.DataFrame, means: pd.DataFrame, out: Path) -> Path:
+    from lightning_modules.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    prop = next((c for c in table.columns if c.startswith("property/") and c.endswith("/mean")), None)
+    panels = ["energy/mean"] + ([prop] if prop else []) + ["samples/validity"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, key in zip(axes, panels):
+        for k, (seed, group) in enumerate(table.groupby("seed")):
+            color = colors[k % len(colors)]
+            ax.plot(group.beta_prime, group[key], "o-", lw=1, alpha=0.6, color=color, label=f"seed {seed}")
+            ax.axhline(group[f"ref {key}"].iloc[0], color=color, ls="--", lw=0.8, alpha=0.6)
+        ax.errorbar(means.beta_prime, means[key], yerr=means[f"{key} sem"].fillna(0), fmt="s-", lw=2.5,
+                    color="black", label="mean over seeds (± s.e.)")
+        ax.set(xscale="log", xlabel="β' = β/(1+γ)", ylabel=key, title=key)
+    axes[0].plot([], [], "k--", lw=0.8, label="each seed's reference")
+    axes[0].legend(fontsize=8)
+    return save_figure(fig, out)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (with summary.json)")
+    parser.add_argument("--csv", type=Path, help="write the per-run table here")
+    parser.add_argument("--out", type=Path, default=Path("runs/era_beta_curve.png"), help="the plot (PNG)")
+    args = parser.parse_args(argv)
+    table = load(args.runs)
+    if table.method.nunique() > 1 or table.gamma.nunique() > 1:
+        raise SystemExit(f"one method and one γ per curve; got {sorted(set(zip(table.method, table.gamma)))}")
+    means = across_seeds(table)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False, float_format="%.4f")
+    shown = ["beta", "beta_prime", "seeds", "energy/mean", "energy/mean sem"] + [
+        c for c in means.columns if c.startswith("property/") and not c.endswith("sem")] + ["samples/validity"]
+    print(means[[c for c in shown if c in means]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"mean energy over seeds non-increasing in β: {monotone(means['energy/mean'])}")
+    for seed, group in table.groupby("seed"):
+        print(f"  seed {seed}: {monotone(group['energy/mean'])} ({' → '.join(f'{v:.3f}' for v in group['energy/mean'])})")
+    print(f"plot: {plot(table, means, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
