@@ -25,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METRICS = ["energy/mean", "samples/validity", "samples/uniqueness", "samples/intdiv1", "samples/kl_to_reference"]
+METRICS = ["energy/mean", "energy/valid_mean", "samples/validity", "samples/uniqueness", "samples/intdiv1", "samples/kl_to_reference"]
 
 
 def load(run_dirs: list[Path]) -> pd.DataFrame:

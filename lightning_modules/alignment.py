@@ -79,6 +79,14 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
             f"{prefix}/q10": float(q[0]), f"{prefix}/q90": float(q[2]), f"{prefix}/std": float(values.std())}
 
 
+def _valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
+    """Mean energy of the valid samples. With ``invalid_weight`` the objective's β acts among
+    valid samples only (validity has a term of its own), so this is the energy a β sweep moves;
+    ``energy/mean`` also carries the invalid penalty times the invalid share."""
+    valid = np.asarray(valid, bool)
+    return float(energies[valid].mean()) if valid.any() else float("nan")
+
+
 class OfflineAlignment(L.LightningModule):
     """Offline pairwise alignment of a pretrained causal LM (ERA by default; DPO as baseline).
 
@@ -224,6 +232,7 @@ class OfflineAlignment(L.LightningModule):
         value_cols = [c for c in frame.columns if c.startswith("value_")]
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
         self._reference_energy = frame["energy"].to_numpy()
+        self._reference_valid = frame["valid"].to_numpy(bool)
         self._reference_quality = sample_quality(list(frame["sequence"]), self.hparams.domain)
         i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(
             list(frame["sequence"]), frame["valid"].to_numpy(bool), self.hparams.seed)
@@ -328,10 +337,10 @@ class OfflineAlignment(L.LightningModule):
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
                  # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
                  "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),
-                 **_summary("energy", energies)}
+                 **_summary("energy", energies), "energy/valid_mean": _valid_mean(energies, valid)}
         for name, vals in values.items():
             stats.update(_summary(f"property/{name}", vals[valid]))
-        self._last_energies = energies
+        self._last_energies, self._last_valid = energies, np.asarray(valid, bool)
         self._last_quality = quality
         self._value_name = next(iter(values), "energy")
         self._last_values = values[self._value_name][valid] if values else energies
@@ -395,6 +404,7 @@ class OfflineAlignment(L.LightningModule):
         settings (``benchmarks/era_sweep.py --collect``) read numbers rather than parse logs."""
         reference = {prop: float(ref.mean()), f"{prop}/std": float(ref.std()),
                      "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
+                     "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
                      **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
         summary = {"step": int(last.get("step", self.global_step)), "seed": self.hparams.seed,
                    "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
@@ -435,7 +445,7 @@ class OnlineAlignment(OfflineAlignment):
             finally:
                 self.model = stats_model
             self._reference_values = self._last_values
-            self._reference_energy = self._last_energies
+            self._reference_energy, self._reference_valid = self._last_energies, self._last_valid
             self._reference_quality = self._last_quality
 
     def train_dataloader(self) -> ResumableBatches:

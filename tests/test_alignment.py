@@ -52,6 +52,7 @@ def test_offline_alignment_lowers_the_energy(tmp_path, objective):
     # the before/after table as JSON, for sweeps: the reference's numbers are those of its stored samples
     summary = json.loads((tmp_path / "plots" / "summary.json").read_text())
     assert summary["reference"]["energy/mean"] == pytest.approx(frame["energy"].mean())
+    assert summary["reference"]["energy/valid_mean"] == pytest.approx(frame.loc[frame["valid"], "energy"].mean())
     assert summary["policy"]["energy/mean"] == module.history[-1]["energy/mean"] < summary["reference"]["energy/mean"]
     assert summary["objective"]["class"].endswith(type(objective).__name__) and summary["step"] == 40
     # the reference never moves
@@ -213,6 +214,11 @@ def test_invalid_samples_can_leave_the_pairs_for_a_term_of_their_own(tmp_path):
     with torch.no_grad():
         moved = sequence_logprob(module.model, module.sample_ids, module.sample_mask) - module.ref_logps
     assert moved[valid].mean() - moved[~valid].mean() > 1.0, (moved[valid].mean(), moved[~valid].mean())
+    # the energy of the valid samples alone is what β moves here; energy/mean also carries the penalty
+    stats = module.evaluate_policy(n=128, seed=5)
+    energies, ok = module._last_energies, module._last_valid
+    assert 0 < ok.sum() < len(ok) and stats["energy/valid_mean"] == pytest.approx(energies[ok].mean())
+    assert stats["energy/valid_mean"] != pytest.approx(stats["energy/mean"])
 
     L.seed_everything(0)
     online = OnlineAlignment(PenaltyBelowValid(penalty=5.0, char="N"), policy=GPT(1, 32, 2, 64, 64, dropout=0.0),
