@@ -28,6 +28,11 @@ sys.path.insert(0, str(ROOT))
 METRICS = ["energy/mean", "energy/valid_mean", "samples/validity", "samples/uniqueness", "samples/intdiv1", "samples/kl_to_reference"]
 
 
+def _number(value) -> float:
+    """A summary number; missing or ``null`` (not finite when written) is NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def load(run_dirs: list[Path]) -> pd.DataFrame:
     """One row per run with a ``summary.json``: β, γ, β', seed, and reference/policy numbers."""
     rows = []
@@ -42,8 +47,8 @@ def load(run_dirs: list[Path]) -> pd.DataFrame:
         row = {"run": run_dir.name, "method": objective["class"].rsplit(".", 1)[-1], "beta": beta, "gamma": gamma,
                "beta_prime": beta / (1 + gamma), "seed": summary["seed"], "step": summary["step"]}
         for key in ([prop] if prop else []) + METRICS:
-            row[f"ref {key}"] = summary["reference"].get(key, float("nan"))
-            row[key] = summary["policy"].get(key, float("nan"))
+            row[f"ref {key}"] = _number(summary["reference"].get(key))
+            row[key] = _number(summary["policy"].get(key))
         rows.append(row)
     if not rows:
         raise SystemExit("no summary.json in the given run directories")

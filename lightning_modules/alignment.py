@@ -87,6 +87,10 @@ def _valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
     return float(energies[valid].mean()) if valid.any() else float("nan")
 
 
+def _finite_or_null(numbers: dict[str, float]) -> dict[str, float | None]:
+    return {k: float(v) if math.isfinite(v) else None for k, v in numbers.items()}
+
+
 class OfflineAlignment(L.LightningModule):
     """Offline pairwise alignment of a pretrained causal LM (ERA by default; DPO as baseline).
 
@@ -401,17 +405,19 @@ class OfflineAlignment(L.LightningModule):
 
     def _write_summary(self, prop: str, ref: np.ndarray, last: dict[str, float]) -> None:
         """The before/after table as JSON next to the histogram, so that sweeps over seeds and
-        settings (``benchmarks/era_sweep.py --collect``) read numbers rather than parse logs."""
+        settings (``benchmarks/era_beta_curve.py``) read numbers rather than parse logs. Numbers that
+        are not finite (no valid sample, say) are written as ``null``: strict JSON has no NaN."""
         reference = {prop: float(ref.mean()), f"{prop}/std": float(ref.std()),
                      "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
                      "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
                      **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
         summary = {"step": int(last.get("step", self.global_step)), "seed": self.hparams.seed,
                    "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
-                   "reference": reference, "policy": {k: float(v) for k, v in last.items() if k != "step"}}
+                   "reference": _finite_or_null(reference),
+                   "policy": _finite_or_null({k: v for k, v in last.items() if k != "step"})}
         path = self._output_dir() / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=1, default=float) + "\n")
+        path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
 
 
 class OnlineAlignment(OfflineAlignment):

@@ -1,0 +1,52 @@
+"""benchmarks/era_beta_curve.py reads the summary.json that alignment runs write; a renamed key on
+either side would silently break the docs' β plot, and its seed averages must be right."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import era_beta_curve  # noqa: E402
+
+
+def _run(root: Path, beta: float, seed: int, energy: float, valid_mean=None) -> Path:
+    out = root / f"b{beta:g}_seed{seed}"
+    out.mkdir()
+    summary = {"step": 300, "seed": seed,
+               "objective": {"class": "lightning_modules.pair_losses.ERA", "beta": beta, "gamma": 9.0},
+               "reference": {"property/qed/mean": 0.81, "energy/mean": 0.4 + seed / 100, "energy/valid_mean": None,
+                             "samples/validity": 0.95, "samples/kl_to_reference": 0.0},
+               "policy": {"property/qed/mean": 0.8 + beta / 10000, "energy/mean": energy,
+                          "energy/valid_mean": valid_mean, "samples/validity": 0.97, "samples/kl_to_reference": 1.0}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_seed_means_monotonicity_and_plot(tmp_path, capsys):
+    runs = [_run(tmp_path, 20, 0, 0.30), _run(tmp_path, 20, 1, 0.34, 0.2), _run(tmp_path, 200, 0, 0.25),
+            _run(tmp_path, 200, 1, 0.27), _run(tmp_path, 2000, 0, 0.29)]
+    (tmp_path / "unfinished").mkdir()  # no summary.json: skipped
+    table = era_beta_curve.load(runs + [tmp_path / "unfinished"])
+    assert len(table) == 5 and set(table.beta_prime) == {2.0, 20.0, 200.0}
+    assert math.isnan(table.loc[0, "ref energy/valid_mean"]) and table.loc[table.seed == 1, "energy/valid_mean"].iloc[0] == 0.2
+    means = era_beta_curve.across_seeds(table)
+    assert means["energy/mean"].tolist() == pytest.approx([0.32, 0.26, 0.29])
+    assert means["seeds"].tolist() == [2, 2, 1]
+    assert not era_beta_curve.monotone(means["energy/mean"])
+    assert era_beta_curve.monotone(-means["property/qed/mean"])  # QED rises with β here
+    era_beta_curve.main([*map(str, runs), "--csv", str(tmp_path / "t.csv"), "--out", str(tmp_path / "b.png")])
+    assert (tmp_path / "b.png").stat().st_size > 0 and (tmp_path / "t.csv").is_file()
+    assert "non-increasing in β: False" in capsys.readouterr().out
+
+
+def test_mixed_gamma_is_refused(tmp_path):
+    a = _run(tmp_path, 20, 0, 0.3)
+    b = _run(tmp_path, 50, 0, 0.3)
+    summary = json.loads((b / "summary.json").read_text())
+    summary["objective"]["gamma"] = 0.0
+    (b / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit, match="one method and one γ"):
+        era_beta_curve.main([str(a), str(b), "--out", str(tmp_path / "b.png")])
