@@ -3,11 +3,11 @@
 Every alignment run writes ``summary.json`` (its before/after table) next to its histogram. This
 collects those files — any mix of offline and online runs, ERA or DPO, several seeds — into one
 table and one plot, so that "does the mean energy fall with β?" is answered over seeds rather
-than from one run whose evaluation noise (±0.02 in mean energy on 1,000 samples at 5 % invalid)
+than from one run whose evaluation noise (±0.03 in mean energy on 1,000 samples at 5 % invalid)
 is as large as the steps between neighbouring β:
 
-    python benchmarks/era_beta_curve.py runs/era_moses_online_inv/* \\
-        --csv docs/results/era_online_beta_seeds.csv --out docs/img/era_online_beta_seeds.png
+    python benchmarks/era_beta_curve.py runs/era_online_clip/* \\
+        --csv docs/results/era_online_clip_beta_seeds.csv --out docs/img/era_online_clip_beta_seeds.png
 
 Each seed's reference row is its own (online runs evaluate the reference on seed-dependent
 samples), so the plot shows the policy's numbers and each seed's reference as a dashed line.
@@ -56,15 +56,17 @@ def load(run_dirs: list[Path]) -> pd.DataFrame:
 
 
 def across_seeds(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over seeds of each policy number, per (method, γ, β)."""
+    """Mean and standard error over seeds of each policy number, per (method, γ, β); ``seeds``
+    counts the runs with a mean energy (other numbers may be missing from older summaries)."""
     numbers = [c for c in table.columns if c in METRICS or (c.startswith("property/") and c.endswith("/mean"))]
-    grouped = table.groupby(["method", "gamma", "beta", "beta_prime"])[numbers]
+    keys = ["method", "gamma", "beta", "beta_prime"]
+    grouped = table.groupby(keys)[numbers]
     mean, sem = grouped.mean(), grouped.sem()
-    out = mean.join(sem.add_suffix(" sem")).join(grouped.size().rename("seeds"))
+    out = mean.join(sem.add_suffix(" sem")).join(table.groupby(keys)["energy/mean"].count().rename("seeds"))
     return out.reset_index()
 
 
-def monotone(values: pd.Series) -> bool:
+def non_increasing(values: pd.Series) -> bool:
     """Non-increasing from each β to the next."""
     return bool((values.diff().dropna() <= 0).all())
 
@@ -106,9 +108,9 @@ def main(argv=None) -> None:
     shown = ["beta", "beta_prime", "seeds", "energy/mean", "energy/mean sem"] + [
         c for c in means.columns if c.startswith("property/") and not c.endswith("sem")] + ["samples/validity"]
     print(means[[c for c in shown if c in means]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"mean energy over seeds non-increasing in β: {monotone(means['energy/mean'])}")
+    print(f"mean energy over seeds non-increasing in β: {non_increasing(means['energy/mean'])}")
     for seed, group in table.groupby("seed"):
-        print(f"  seed {seed}: {monotone(group['energy/mean'])} ({' → '.join(f'{v:.3f}' for v in group['energy/mean'])})")
+        print(f"  seed {seed}: {non_increasing(group['energy/mean'])} ({' → '.join(f'{v:.3f}' for v in group['energy/mean'])})")
     print(f"plot: {plot(table, means, args.out)}")
 
 

@@ -9,11 +9,9 @@ ENCODE cell-type DHS set (shipped) and an MPRA table from a user path.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from datamodules.sources import chembl_path, dhs_path, moses_path
 from datamodules.streaming import BatchStream, RecordFile, StreamingLoader, TokenizedCorpus
@@ -143,11 +141,6 @@ class SequenceDataModule(L.LightningDataModule):
                 log.warning("resuming with %s=%s, the checkpoint used %s: the rest of the interrupted "
                             "epoch will not match an uninterrupted run", key, value, state[key])
         self._resume = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
-        # Lightning warns that a mid-epoch resume is unreliable unless the *loader* is stateful;
-        # here the DataModule carries the position (above), and tests/test_pretrain_e2e.py checks that a
-        # resumed run matches an uninterrupted one, so the warning would only mislead.
-        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch",
-                                category=PossibleUserWarning)
 
 
 def _user_or(path: str | None, default: Path | None) -> str | None:

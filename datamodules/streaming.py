@@ -378,6 +378,15 @@ class StreamingLoader(DataLoader):
         self._iterations += 1
         return super().__iter__()
 
+    # Lightning treats a loader with these two methods as resumable mid-epoch (and warns otherwise).
+    # This one is: ``resume_fn`` hands it the position, which the DataModule saves because it needs
+    # the trainer's batch count. So the loader itself has nothing to save.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 def iterate_records(corpus: TokenizedCorpus, batches: Iterable[dict]) -> list[int]:
     """Record indices in the order the batches deliver them (a test and debugging helper)."""

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.checkpoint_checks import same_settings
-from lightning_modules.frozen import expect_frozen, frozen_copy
+from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
@@ -379,6 +379,9 @@ class OfflineAlignment(L.LightningModule):
     def on_fit_start(self) -> None:
         expect_frozen(self, self.reference)
 
+    def on_train_start(self) -> None:
+        end_expect_frozen(self)
+
     def _output_dir(self) -> Path:
         return Path(self.hparams.plot_dir or self.trainer.log_dir or self.trainer.default_root_dir)
 
@@ -407,7 +410,7 @@ class OfflineAlignment(L.LightningModule):
         """The before/after table as JSON next to the histogram, so that sweeps over seeds and
         settings (``benchmarks/era_beta_curve.py``) read numbers rather than parse logs. Numbers that
         are not finite (no valid sample, say) are written as ``null``: strict JSON has no NaN."""
-        reference = {prop: float(ref.mean()), f"{prop}/std": float(ref.std()),
+        reference = {prop: float(ref.mean()), prop.rsplit("/", 1)[0] + "/std": float(ref.std()),
                      "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
                      "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
                      **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}

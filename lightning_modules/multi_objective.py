@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.frozen import expect_frozen, frozen_copy
+from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.metrics import validity_and_uniqueness
 from lightning_modules.policy_updates import RLOO, PolicyUpdate, Round
 from networks.architectures import Architecture, Pretrained, disable_dropout
@@ -217,6 +217,9 @@ class MultiObjectiveModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         expect_frozen(self, self.reference, self.soup)
+
+    def on_train_start(self) -> None:
+        end_expect_frozen(self)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         for e, expert in enumerate(self.experts):

@@ -1,5 +1,5 @@
-"""benchmarks/era_beta_curve.py reads the summary.json that alignment runs write; a renamed key on
-either side would silently break the docs' β plot, and its seed averages must be right."""
+"""benchmarks/era_beta_curve.py on hand-made summary.json files (the writer's keys are checked in
+tests/test_alignment.py): seed averages, the monotonicity check, and refusing mixed curves."""
 
 import json
 import math
@@ -35,8 +35,8 @@ def test_seed_means_monotonicity_and_plot(tmp_path, capsys):
     means = era_beta_curve.across_seeds(table)
     assert means["energy/mean"].tolist() == pytest.approx([0.32, 0.26, 0.29])
     assert means["seeds"].tolist() == [2, 2, 1]
-    assert not era_beta_curve.monotone(means["energy/mean"])
-    assert era_beta_curve.monotone(-means["property/qed/mean"])  # QED rises with β here
+    assert not era_beta_curve.non_increasing(means["energy/mean"])
+    assert era_beta_curve.non_increasing(-means["property/qed/mean"])  # QED rises with β here
     era_beta_curve.main([*map(str, runs), "--csv", str(tmp_path / "t.csv"), "--out", str(tmp_path / "b.png")])
     assert (tmp_path / "b.png").stat().st_size > 0 and (tmp_path / "t.csv").is_file()
     assert "non-increasing in β: False" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_modules.frozen import expect_frozen, frozen_copy
+from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 
 
 class WithReference(L.LightningModule):
@@ -22,6 +22,9 @@ class WithReference(L.LightningModule):
 
     def on_fit_start(self):
         expect_frozen(self, self.reference)
+
+    def on_train_start(self):
+        end_expect_frozen(self)
 
     def training_step(self, batch, batch_idx):
         (x,) = batch
@@ -49,3 +52,18 @@ def test_frozen_copy_is_eval_and_untrainable():
 def test_only_the_frozen_copies_are_exempt_from_the_eval_mode_warning(stray_eval):
     found = _eval_mode_warnings(WithReference(stray_eval))
     assert bool(found) == stray_eval, found
+
+
+def test_the_exemption_ends_with_the_fit():
+    """A later fit in the same process, with a stray eval module of the same count, still warns."""
+    before = list(warnings.filters)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(WithReference(False), DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4))
+    assert warnings.filters == before  # not left in place, as a bare filterwarnings would be
+
+    class Stray(WithReference):
+        def on_fit_start(self):  # no exemption: 4 modules in eval mode, the same count as before
+            pass
+
+    assert _eval_mode_warnings(Stray(False))
