@@ -87,6 +87,11 @@ def _valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
     return float(energies[valid].mean()) if valid.any() else float("nan")
 
 
+def _std_key(prop: str) -> str:
+    """``property/qed/mean`` → ``property/qed/std``: the key ``_summary`` gives the spread."""
+    return prop.rsplit("/", 1)[0] + "/std"
+
+
 def _finite_or_null(numbers: dict[str, float]) -> dict[str, float | None]:
     return {k: float(v) if math.isfinite(v) else None for k, v in numbers.items()}
 
@@ -391,29 +396,31 @@ class OfflineAlignment(L.LightningModule):
         ref = self._reference_values[np.isfinite(self._reference_values)]
         last = self.history[-1]
         prop = next((k for k in last if k.startswith("property/") and k.endswith("/mean")), "energy/mean")
-        self._write_summary(prop, ref, last)
+        reference = self._reference_row(prop, ref)
+        self._write_summary(reference, last)
         print(f"\n{'':28s}{'reference':>12s}{'policy':>12s}")
-        print(f"{prop:28s}{ref.mean():12.4f}{last[prop]:12.4f}")
-        print(f"{'energy/mean':28s}{self._reference_energy.mean():12.4f}{last['energy/mean']:12.4f}")
-        reference_quality = getattr(self, "_reference_quality", {})
-        for key in ("samples/validity", "samples/uniqueness", "samples/intdiv1"):
+        for key in (prop, "energy/mean", "samples/validity", "samples/uniqueness", "samples/intdiv1",
+                    "samples/kl_to_reference"):
             if key in last:
-                before = f"{reference_quality[key]:12.4f}" if key in reference_quality else f"{'':>12s}"
+                before = f"{reference[key]:12.4f}" if key in reference else f"{'':>12s}"
                 print(f"{key:28s}{before}{last[key]:12.4f}")
-        print(f"{'samples/kl_to_reference':28s}{0.0:12.4f}{last['samples/kl_to_reference']:12.4f}")
-        print(f"reference std of {prop}: {ref.std():.4f}; shift = {(last[prop] - ref.mean()) / max(ref.std(), 1e-12):+.2f} std")
+        std = reference[_std_key(prop)]
+        print(f"reference std of {prop}: {std:.4f}; shift = {(last[prop] - reference[prop]) / max(std, 1e-12):+.2f} std")
         if getattr(self, "last_plot", None):
             print(f"histogram: {self.last_plot}")
         print(f"summary: {self._output_dir() / 'summary.json'}")
 
-    def _write_summary(self, prop: str, ref: np.ndarray, last: dict[str, float]) -> None:
+    def _reference_row(self, prop: str, ref: np.ndarray) -> dict[str, float]:
+        """The reference's side of the before/after table (printed and in ``summary.json``)."""
+        return {prop: float(ref.mean()), _std_key(prop): float(ref.std()),
+                "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
+                "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
+                **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
+
+    def _write_summary(self, reference: dict[str, float], last: dict[str, float]) -> None:
         """The before/after table as JSON next to the histogram, so that sweeps over seeds and
         settings (``benchmarks/era_beta_curve.py``) read numbers rather than parse logs. Numbers that
         are not finite (no valid sample, say) are written as ``null``: strict JSON has no NaN."""
-        reference = {prop: float(ref.mean()), prop.rsplit("/", 1)[0] + "/std": float(ref.std()),
-                     "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
-                     "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
-                     **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
         summary = {"step": int(last.get("step", self.global_step)), "seed": self.hparams.seed,
                    "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
                    "reference": _finite_or_null(reference),
