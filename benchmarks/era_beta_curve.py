@@ -11,6 +11,9 @@ is as large as the steps between neighbouring β:
 
 Each seed's reference row is its own (online runs evaluate the reference on seed-dependent
 samples), so the plot shows the policy's numbers and each seed's reference as a dashed line.
+``--summary summary_n10000_seed100.json`` reads the files that ``benchmarks/era_reevaluate.py``
+writes instead: every run evaluated again on many samples with one shared evaluation seed, so
+that what differs between runs is the training, not the evaluation.
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def load(run_dirs: list[Path]) -> pd.DataFrame:
-    """One row per run with a ``summary.json``: β, γ, β', seed, and reference/policy numbers."""
+def load(run_dirs: list[Path], name: str = "summary.json") -> pd.DataFrame:
+    """One row per run with a summary file ``name``: β, γ, β', seed, and reference/policy numbers."""
     rows = []
     for run_dir in run_dirs:
-        path = run_dir / "summary.json"
+        path = run_dir / name
         if not path.is_file():
             continue
         summary = json.loads(path.read_text())
@@ -51,7 +54,7 @@ def load(run_dirs: list[Path]) -> pd.DataFrame:
             row[key] = _number(summary["policy"].get(key))
         rows.append(row)
     if not rows:
-        raise SystemExit("no summary.json in the given run directories")
+        raise SystemExit(f"no {name} in the given run directories")
     return pd.DataFrame(rows).sort_values(["method", "gamma", "seed", "beta"]).reset_index(drop=True)
 
 
@@ -95,17 +98,19 @@ def plot(table: pd.DataFrame, means: pd.DataFrame, out: Path) -> Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (with summary.json)")
+    parser.add_argument("--summary", default="summary.json",
+                        help="summary file name in each run (era_reevaluate.py writes summary_n{N}_seed{S}.json)")
     parser.add_argument("--csv", type=Path, help="write the per-run table here")
     parser.add_argument("--out", type=Path, default=Path("runs/era_beta_curve.png"), help="the plot (PNG)")
     args = parser.parse_args(argv)
-    table = load(args.runs)
+    table = load(args.runs, args.summary)
     if table.method.nunique() > 1 or table.gamma.nunique() > 1:
         raise SystemExit(f"one method and one γ per curve; got {sorted(set(zip(table.method, table.gamma)))}")
     means = across_seeds(table)
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False, float_format="%.4f")
-    shown = ["beta", "beta_prime", "seeds", "energy/mean", "energy/mean sem"] + [
+    shown = ["beta", "beta_prime", "seeds", "energy/mean", "energy/mean sem", "energy/valid_mean"] + [
         c for c in means.columns if c.startswith("property/") and not c.endswith("sem")] + ["samples/validity"]
     print(means[[c for c in shown if c in means]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"mean energy over seeds non-increasing in β: {non_increasing(means['energy/mean'])}")

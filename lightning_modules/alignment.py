@@ -40,7 +40,7 @@ from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
-from networks.sampling import sample, sequence_logprob
+from networks.sampling import sample, scoring_logprob, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
 
@@ -340,12 +340,12 @@ class OfflineAlignment(L.LightningModule):
         batch = sample(self.model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature,
                        hp.top_k, generator=generator, return_model_logprobs=True)
         energies, valid, values = self._score(batch.texts)
-        ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        ref = scoring_logprob(self.reference, batch.input_ids, batch.attention_mask)
         quality = sample_quality(batch.texts, hp.domain)
         stats = {**quality,
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
                  # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
-                 "samples/kl_to_reference": float((batch.model_logprobs - ref.cpu()).mean()),
+                 "samples/kl_to_reference": float((batch.model_logprobs - ref).mean()),
                  **_summary("energy", energies), "energy/valid_mean": _valid_mean(energies, valid)}
         for name, vals in values.items():
             stats.update(_summary(f"property/{name}", vals[valid]))

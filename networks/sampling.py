@@ -193,3 +193,18 @@ def sequence_logprob(model: PreTrainedModel, input_ids: torch.Tensor, attention_
     token_lp = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     token_lp = token_lp * attention_mask[:, 1:].to(token_lp.dtype)
     return token_lp.sum(-1) if reduce else token_lp
+
+
+@torch.no_grad()
+def scoring_logprob(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    batch_size: int = 1024) -> torch.Tensor:
+    """:func:`sequence_logprob` without gradients, ``batch_size`` rows at a time, on the model's
+    device; returns a CPU tensor. Why: scoring 10,000 samples under a frozen reference in one
+    forward pass holds every layer's activations for all of them at once (gigabytes for a 3.5M
+    model); chunks keep the memory to one batch's. Rows are scored as they are given (no trimming
+    of padding), so a set that fits one chunk gives the same numbers as the unchunked call."""
+    device = next(model.parameters()).device
+    parts = [sequence_logprob(model, input_ids[start:start + batch_size].to(device),
+                              attention_mask[start:start + batch_size].to(device)).cpu()
+             for start in range(0, len(input_ids), batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0)

@@ -50,3 +50,17 @@ def test_mixed_gamma_is_refused(tmp_path):
     (b / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(SystemExit, match="one method and one γ"):
         era_beta_curve.main([str(a), str(b), "--out", str(tmp_path / "b.png")])
+
+
+def test_a_named_summary_file_is_read_instead(tmp_path, capsys):
+    """``--summary`` reads era_reevaluate.py's files (``summary_n…_seed….json``) and ignores summary.json."""
+    runs = [_run(tmp_path, 20, 0, 0.30), _run(tmp_path, 200, 0, 0.25)]
+    with pytest.raises(SystemExit, match="no summary_n10_seed1.json"):
+        era_beta_curve.load(runs, "summary_n10_seed1.json")
+    for run, energy in zip(runs, (0.35, 0.20)):
+        summary = json.loads((run / "summary.json").read_text())
+        summary["policy"]["energy/mean"] = energy
+        (run / "summary_n10_seed1.json").write_text(json.dumps(summary))
+    assert era_beta_curve.load(runs, "summary_n10_seed1.json")["energy/mean"].tolist() == [0.35, 0.20]
+    era_beta_curve.main([*map(str, runs), "--summary", "summary_n10_seed1.json", "--out", str(tmp_path / "b.png")])
+    assert "non-increasing in β: True" in capsys.readouterr().out

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from networks.architectures import GPT
-from networks.sampling import TokenDecoder, filter_logits, sample, sequence_logprob
+from networks.sampling import TokenDecoder, filter_logits, sample, scoring_logprob, sequence_logprob
 from networks.tokenizers import load_tokenizer
 
 # The sampler must use the KV-cache keyword of the installed transformers (`cache` from 5.x; the
@@ -36,6 +36,18 @@ def test_sampler_and_scorer_logprobs_agree(model, tok):
     assert (scored - truncated.model_logprobs).abs().max() < 1e-4
     # under the truncated distribution every sampled sequence is more likely than under the model
     assert (truncated.logprobs > truncated.model_logprobs).all()
+
+
+
+def test_scoring_in_chunks_matches_one_pass(model, tok):
+    """scoring_logprob: the same numbers as sequence_logprob, a chunk at a time, without gradients."""
+    batch = _draw(model, tok)
+    whole = sequence_logprob(model, batch.input_ids, batch.attention_mask)
+    chunked = scoring_logprob(model, batch.input_ids, batch.attention_mask, batch_size=7)  # 24 = 7+7+7+3
+    assert chunked.shape == (24,) and not chunked.requires_grad
+    assert (chunked - whole).abs().max() < 1e-4
+    assert torch.equal(scoring_logprob(model, batch.input_ids, batch.attention_mask, batch_size=100), whole.detach())
+    assert scoring_logprob(model, batch.input_ids[:0], batch.attention_mask[:0]).shape == (0,)
 
 
 def test_seeded_sampling_is_reproducible(model, tok):
