@@ -37,8 +37,9 @@ from lightning_modules.checkpoint_io import verify_checkpoint_file  # noqa: E402
 
 
 def final_checkpoint(run_dir: Path) -> Path:
-    """The run's checkpoint with the most training steps (``…step=N.ckpt``; ``last.ckpt`` and
-    other names count by modification time, after the numbered ones of the same age)."""
+    """The run's newest checkpoint file: the last one a run writes holds its final weights
+    (``last.ckpt`` and ``…step=N.ckpt`` of the same step are the same state). Among files of the
+    same age, the higher ``step=N`` wins."""
     found = list(run_dir.glob("**/checkpoints/*.ckpt"))
     if not found:
         raise SystemExit(f"{run_dir}: no checkpoint under */checkpoints/")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         verify_checkpoint_file(checkpoint)
         module = build_module(run_config(run_dir, checkpoint))
         key = json.dumps([module.hparams["policy"], describe(module.oracle), module.hparams["top_k"],
-                          module.hparams["temperature"]], sort_keys=True, default=str)
+                          module.hparams["temperature"], module.hparams["max_new_tokens"]], sort_keys=True, default=str)
         start = time.time()
         if key not in references:  # the untrained module's policy is its reference
             references[key] = module.evaluate_policy(args.n, args.seed)
