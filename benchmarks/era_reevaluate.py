@@ -73,9 +73,10 @@ def build_module(config: Path):
     from main import cli_main
 
     settings = yaml.safe_load(config.read_text())
-    # ``fit``'s own options (ckpt_path, weights_only) are not the module's; the weights come from
-    # the checkpoint the caller loads
-    settings = {k: v for k, v in settings.items() if k in ("seed_everything", "trainer", "model", "data")}
+    # only the model is needed: ``fit``'s own options (ckpt_path, weights_only) and the trainer's
+    # (callbacks from the run's own modules, loggers) are not rebuilt; the weights come from the
+    # checkpoint the caller loads
+    settings = {k: v for k, v in settings.items() if k in ("seed_everything", "model")}
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns about this script's own arguments
     try:
         return cli_main(["--config", yaml.safe_dump(settings)], run=False).model
