@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     references: dict[str, dict] = {}
     for run_dir in args.runs:
         out = run_dir / name
-        if not run_dir.is_dir() or (out.is_file() and not args.force):
+        if not run_dir.is_dir():
+            print(f"{run_dir}: not a directory, skipped", flush=True)
+            continue
+        if out.is_file() and not args.force:
+            print(f"{run_dir}: {name} exists, skipped (--force evaluates again)", flush=True)
             continue
         checkpoint = final_checkpoint(run_dir)
         verify_checkpoint_file(checkpoint)
