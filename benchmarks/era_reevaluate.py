@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lightning_modules.alignment import _finite_or_null, describe  # noqa: E402
+from lightning_modules.alignment import describe, write_summary  # noqa: E402
 from lightning_modules.checkpoint_io import verify_checkpoint_file  # noqa: E402
 
 
@@ -114,11 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
         policy = module.evaluate_policy(args.n, args.seed)
-        summary = {"step": int(state["global_step"]), "seed": module.hparams.seed,
-                   "objective": describe(module.objective), "invalid_weight": module.hparams.invalid_weight,
-                   "evaluation": {"n": args.n, "seed": args.seed, "checkpoint": str(checkpoint)},
-                   "reference": _finite_or_null(references[key]), "policy": _finite_or_null(policy)}
-        out.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        summary = {**module.summary(references[key], policy, step=state["global_step"]),
+                   "evaluation": {"n": args.n, "seed": args.seed, "checkpoint": str(checkpoint)}}
+        write_summary(out, summary)
         print(f"{run_dir}: step {summary['step']}, energy {policy['energy/mean']:.4f} "
               f"(reference {references[key]['energy/mean']:.4f}), validity {policy['samples/validity']:.4f} "
               f"[{time.time() - start:.0f} s] -> {out}", flush=True)

@@ -417,17 +417,26 @@ class OfflineAlignment(L.LightningModule):
                 "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
                 **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
 
+    def summary(self, reference: dict[str, float], last: dict[str, float], step: int | None = None) -> dict:
+        """The before/after table as plain data, the schema of ``summary.json`` (also written by
+        ``benchmarks/era_reevaluate.py``), so that sweeps over seeds and settings
+        (``benchmarks/era_beta_curve.py``) read numbers rather than parse logs. Numbers that are not
+        finite (no valid sample, say) become ``None``: strict JSON has no NaN."""
+        step = int(last.get("step", self.global_step)) if step is None else int(step)
+        return {"step": step, "seed": self.hparams.seed,
+                "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
+                "reference": _finite_or_null(reference),
+                "policy": _finite_or_null({k: v for k, v in last.items() if k != "step"})}
+
     def _write_summary(self, reference: dict[str, float], last: dict[str, float]) -> None:
-        """The before/after table as JSON next to the histogram, so that sweeps over seeds and
-        settings (``benchmarks/era_beta_curve.py``) read numbers rather than parse logs. Numbers that
-        are not finite (no valid sample, say) are written as ``null``: strict JSON has no NaN."""
-        summary = {"step": int(last.get("step", self.global_step)), "seed": self.hparams.seed,
-                   "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
-                   "reference": _finite_or_null(reference),
-                   "policy": _finite_or_null({k: v for k, v in last.items() if k != "step"})}
-        path = self._output_dir() / "summary.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        """``summary.json`` next to the histogram."""
+        write_summary(self._output_dir() / "summary.json", self.summary(reference, last))
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    """A summary (:meth:`OfflineAlignment.summary`) as strict JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
 
 
 class OnlineAlignment(OfflineAlignment):
