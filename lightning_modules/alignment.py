@@ -22,7 +22,9 @@ import logging
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import lightning as L
 import numpy as np
@@ -45,6 +47,7 @@ from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 SETTINGS_KEY = b"rewardfit.dataset_settings"
@@ -161,6 +164,34 @@ class OfflineAlignment(L.LightningModule):
         valid = scores.valid.numpy()
         self._warn_if_invalid_preferred(energies, valid)
         return energies, valid, scores.values
+
+    def _score_alongside(self, texts: list[str], work: Callable[[], T]) -> tuple[tuple, T]:
+        """``self._score(texts)`` in a background thread while ``work()`` runs in this one; both
+        results, the same as if run one after the other.
+
+        Why: after sampling, a round needs the oracle's energies (CPU: RDKit in process, or waiting
+        on the oracle's worker pool) and the frozen reference's log-probabilities of the same
+        samples (the network, on the accelerator). Neither needs the other, and PyTorch releases
+        the GIL inside its kernels, so the oracle works while the network does instead of after it.
+        The network stays in this thread: grad mode and the CUDA device are per thread, and the
+        oracle's worker pool forks from whichever thread first uses it, which need not hold any
+        lock of PyTorch's. Grad mode is off and the device set in the scoring thread as well, for
+        oracles that run a network of their own (``oracles.learned``)."""
+        device = self.device
+
+        def score():
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            with torch.no_grad():
+                return self._score(texts)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="rewardfit-oracle") as pool:
+            scoring = pool.submit(score)
+            try:
+                done = work()
+            finally:
+                scores = scoring.result()  # waits, and re-raises the oracle's error here
+        return scores, done
 
     def _warn_if_invalid_preferred(self, energies: np.ndarray, valid: np.ndarray) -> None:
         """Warn once per run when the oracle's penalty favours invalid samples (``invalid_preferred``)."""
@@ -339,8 +370,8 @@ class OfflineAlignment(L.LightningModule):
         generator = torch.Generator(device=self.device).manual_seed(hp.seed + 1 if seed is None else seed)
         batch = sample(self.model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature,
                        hp.top_k, generator=generator, return_model_logprobs=True)
-        energies, valid, values = self._score(batch.texts)
-        ref = scoring_logprob(self.reference, batch.input_ids, batch.attention_mask)
+        (energies, valid, values), ref = self._score_alongside(
+            batch.texts, lambda: scoring_logprob(self.reference, batch.input_ids, batch.attention_mask))
         quality = sample_quality(batch.texts, hp.domain)
         stats = {**quality,
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
@@ -485,8 +516,8 @@ class OnlineAlignment(OfflineAlignment):
         generator = torch.Generator(device=self.device).manual_seed(seed)
         batch = sample(self.model, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature, hp.top_k,
                        generator=generator)
-        energies, valid, _ = self._score(batch.texts)
-        ref = sequence_logprob(self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        (energies, valid, _), ref = self._score_alongside(batch.texts, lambda: sequence_logprob(
+            self.reference, batch.input_ids.to(self.device), batch.attention_mask.to(self.device)))
         i, j, good, bad = self._pairs_and_invalid(batch.texts, np.asarray(valid, bool), seed)
         self.round = {"ids": batch.input_ids, "mask": batch.attention_mask,
                       "energies": torch.tensor(energies, dtype=torch.float32), "ref": ref.float().cpu(),

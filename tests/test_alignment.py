@@ -245,3 +245,48 @@ def test_invalid_samples_can_leave_the_pairs_for_a_term_of_their_own(tmp_path):
     trainer.fit(online)
     r = online.round
     assert len(r["invalid_rows"]) and not set(r["invalid_rows"].tolist()) & set(r["i"].tolist() + r["j"].tolist())
+
+
+class Rendezvous(Length):
+    """Length, but scoring waits until the network's work has started, and tells it that it has:
+    run one after the other (either order), one side would time out."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.scoring_started, self.work_started = threading.Event(), threading.Event()
+
+    def __call__(self, sequences):
+        self.scoring_started.set()
+        assert self.work_started.wait(10), "the oracle ran before the network's work, not alongside it"
+        return super().__call__(sequences)
+
+
+def test_the_oracle_scores_while_the_reference_computes(tmp_path):
+    oracle = Rendezvous()
+    module = _module(tmp_path, ERA(), oracle=oracle)
+    texts = ["CCO", "C1CC1", "c1ccccc1"]
+
+    def work():
+        oracle.work_started.set()
+        assert oracle.scoring_started.wait(10), "the network's work ran before the oracle, not alongside it"
+        return "reference done"
+
+    (energies, valid, values), done = module._score_alongside(texts, work)
+    assert done == "reference done"
+    expected = Length()(texts)
+    assert energies.tolist() == expected.energies.tolist() and valid.tolist() == expected.valid.tolist()
+    # the oracle's errors reach the caller, from the scoring thread, with their message
+    broken = _module(tmp_path / "b", ERA(), oracle=Broken())
+    with pytest.raises(NonFiniteEnergyError, match="oracle 'broken' returned 3 non-finite"):
+        broken._score_alongside(texts, lambda: None)
+
+
+def test_online_rounds_reject_nan_energies_naming_the_oracle():
+    from lightning_modules import OnlineAlignment
+
+    module = OnlineAlignment(Broken(), policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles",
+                             num_samples=8, top_k=None, max_new_tokens=10, val_samples=8)
+    with pytest.raises(NonFiniteEnergyError, match="oracle 'broken' returned 8 non-finite"):
+        module._new_round()
