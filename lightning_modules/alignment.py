@@ -228,8 +228,12 @@ class OfflineAlignment(L.LightningModule):
             return
         hp = self.hparams
         log.info("sampling %d sequences from the reference for %s", hp.num_samples, path)
-        generator = torch.Generator(device=self.device).manual_seed(hp.seed)
-        batch = sample(self.reference, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature,
+        # Lightning calls prepare_data before it moves the module to the accelerator: without this,
+        # a GPU run would draw its whole offline set on the CPU
+        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        reference = self.reference.to(device)
+        generator = torch.Generator(device=device).manual_seed(hp.seed)
+        batch = sample(reference, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature,
                        hp.top_k, generator=generator, return_model_logprobs=True)
         energies, valid, values = self._score(batch.texts)
         lengths = batch.attention_mask.sum(1).tolist()

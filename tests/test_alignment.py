@@ -290,3 +290,32 @@ def test_online_rounds_reject_nan_energies_naming_the_oracle():
                              num_samples=8, top_k=None, max_new_tokens=10, val_samples=8)
     with pytest.raises(NonFiniteEnergyError, match="oracle 'broken' returned 8 non-finite"):
         module._new_round()
+
+
+def test_the_offline_set_is_drawn_on_the_trainers_device(tmp_path, monkeypatch):
+    """prepare_data runs before Lightning moves the module: the reference must go to the accelerator
+    itself. (A 'meta' device stands in for a GPU: the call is recorded and stopped there.)"""
+    from types import SimpleNamespace
+
+    import lightning_modules.alignment as alignment
+
+    seen = {}
+
+    def record(model, *args, generator=None, **kwargs):
+        seen["model"], seen["generator"] = next(model.parameters()).device, generator.device
+        raise RuntimeError("stop here")
+
+    module = _module(tmp_path, ERA())
+    class Generator:  # torch has no generator on 'meta'
+        def __init__(self, device=None):
+            self.device = torch.device(device)
+
+        def manual_seed(self, seed):
+            return self
+
+    monkeypatch.setattr(alignment, "sample", record)
+    monkeypatch.setattr(alignment.torch, "Generator", Generator)
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    with pytest.raises(RuntimeError, match="stop here"):
+        module.prepare_data()
+    assert seen["model"].type == "meta" and seen["generator"].type == "meta"

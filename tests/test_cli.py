@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from main import cli_main
 
@@ -59,3 +60,30 @@ def test_a100_preset_appends_its_callback_to_the_tasks(capsys):
     assert code in (0, None), err
     assert "callbacks.MatmulPrecision" in out and "callbacks.SampleQuality" in out
     assert "precision: bf16-mixed" in out
+
+
+ALIGNMENT_CONFIGS = [p for p in CONFIGS if "lightning_modules.OfflineAlignment" in p.read_text()
+                     or "lightning_modules.OnlineAlignment" in p.read_text()]
+
+
+@pytest.mark.parametrize("config", ALIGNMENT_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_alignment_config_builds(config):
+    """More than parsing: the module, its reference checkpoint, oracle and objective are built as the
+    YAML says (``--print_config`` stops before anything is instantiated)."""
+    import yaml
+
+    from lightning_modules import OfflineAlignment
+
+    spec = yaml.safe_load(config.read_text())["model"]
+    cli = cli_main(["--config", str(config)], run=False)
+    model = cli.model
+    assert isinstance(model, OfflineAlignment) and type(model).__name__ == spec["class_path"].rsplit(".", 1)[1]
+    objective = spec["init_args"]["objective"]
+    assert type(model.objective).__name__ == objective["class_path"].rsplit(".", 1)[1]
+    for key, value in objective.get("init_args", {}).items():
+        assert getattr(model.objective, key) == pytest.approx(value), key
+    assert type(model.oracle).__name__ == spec["init_args"]["oracle"]["class_path"].rsplit(".", 1)[1]
+    assert model.hparams.lr == pytest.approx(spec["init_args"]["lr"])
+    # the policy starts as the frozen reference
+    ref = dict(model.reference.named_parameters())
+    assert all(torch.equal(p, ref[name]) for name, p in model.model.named_parameters())

@@ -153,6 +153,23 @@ def test_dpo_prefers_lower_energy_with_the_right_sign():
     assert dpo_loss(t(0.0), t(1.0), t(0.0), t(0.0), t(1.0), t(1.0)).item() == 0.0
 
 
+def test_dpo_has_no_finite_optimum_on_hard_preferences():
+    """DPO's counterpart of ERA's fixed-point test: with the lower energy always preferred, loss and
+    gradient fall towards zero as the preferred member's log-ratio margin grows, and never reach it —
+    there is no finite target to match, which is why DPO concentrates on the better samples. The
+    gradient is −β σ(−β m) on the preferred member's log-probability, +β σ(−β m) on the other's."""
+    beta, last_loss, last_grad = 0.5, math.inf, math.inf
+    for m in (0.0, 1.0, 5.0, 20.0, 60.0):
+        pi2 = t(m).requires_grad_(True)  # y₂ preferred (lower energy); reference log-probs equal
+        pi1 = t(0.0).requires_grad_(True)
+        loss = dpo_loss(pi1, pi2, t(0.0), t(0.0), t(1.0), t(0.0), beta=beta)
+        loss.backward()
+        assert pi2.grad.item() == pytest.approx(-beta * sig(-beta * m), rel=1e-9)
+        assert pi1.grad.item() == pytest.approx(beta * sig(-beta * m), rel=1e-9)
+        assert 0 < loss.item() < last_loss and 0 < -pi2.grad.item() < last_grad
+        last_loss, last_grad = loss.item(), -pi2.grad.item()
+
+
 def test_nll():
     assert nll_loss(t(-1.0, -3.0)).item() == 2.0
 
