@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_modules.checkpoint_checks import same_settings
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.losses import dpo_loss
-from lightning_modules.metrics import sample_quality
+from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from lightning_modules.pairs import make_pairs
 from lightning_modules.plotting import pyplot, save_figure
@@ -128,6 +128,10 @@ class OfflineAlignment(L.LightningModule):
         invalid_beta: DPO β of that term.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
         plot_dir: where histogram PNGs go (default: the trainer's log directory).
+        novelty_reference: the molecules the reference was trained on, for ``samples/novelty`` (the
+            share of distinct valid samples not among them): ``moses`` (MOSES train, compared as
+            given, as MOSES does), or a file of sequences (one per line, or the first column of a
+            .csv/.tsv; .gz allowed), canonicalised here. Read once per run; None: not logged.
     """
 
     def __init__(self, oracle: Oracle, policy: Architecture | dict | None = None,
@@ -137,7 +141,7 @@ class OfflineAlignment(L.LightningModule):
                  temperature: float = 1.0, max_new_tokens: int = 100, val_samples: int = 500,
                  lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
                  invalid_beta: float = 0.5, seed: int = 0, domain: str = "smiles",
-                 plot_dir: str | None = None):
+                 plot_dir: str | None = None, novelty_reference: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
         architecture = Architecture.from_config(policy or Pretrained("molgpt-moses"))
@@ -148,6 +152,7 @@ class OfflineAlignment(L.LightningModule):
         self.oracle = oracle
         self.objective = objective or ERA()
         self.history: list[dict[str, float]] = []
+        self._novelty_hashes: set[int] | None = None
         self._reference_values: np.ndarray | None = None
 
     # ------------------------------------------------------------------ offline data set
@@ -277,7 +282,7 @@ class OfflineAlignment(L.LightningModule):
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
         self._reference_energy = frame["energy"].to_numpy()
         self._reference_valid = frame["valid"].to_numpy(bool)
-        self._reference_quality = sample_quality(list(frame["sequence"]), self.hparams.domain)
+        self._reference_quality = self.sample_quality(list(frame["sequence"]))
         i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(
             list(frame["sequence"]), frame["valid"].to_numpy(bool), self.hparams.seed)
         if len(i) == 0:
@@ -376,7 +381,7 @@ class OfflineAlignment(L.LightningModule):
                        hp.top_k, generator=generator, return_model_logprobs=True)
         (energies, valid, values), ref = self._score_alongside(
             batch.texts, lambda: scoring_logprob(self.reference, batch.input_ids, batch.attention_mask))
-        quality = sample_quality(batch.texts, hp.domain)
+        quality = self.sample_quality(batch.texts)
         stats = {**quality,
                  # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
                  # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
@@ -389,6 +394,28 @@ class OfflineAlignment(L.LightningModule):
         self._value_name = next(iter(values), "energy")
         self._last_values = values[self._value_name][valid] if values else energies
         return stats
+
+    def sample_quality(self, texts: list[str]) -> dict[str, float]:
+        """Validity, uniqueness, IntDiv1 (SMILES) and, with ``novelty_reference``, novelty."""
+        quality = sample_quality(texts, self.hparams.domain)
+        if self.hparams.novelty_reference:
+            if self._novelty_hashes is None:
+                self._novelty_hashes = self._read_novelty_reference(self.hparams.novelty_reference)
+            novelty = Novelty([], self.hparams.domain)
+            novelty.reference = self._novelty_hashes
+            novelty.update(texts)
+            quality["samples/novelty"] = float(novelty.compute())
+        return quality
+
+    def _read_novelty_reference(self, spec: str) -> set[int]:
+        from datamodules.sources import moses_path, read_records
+
+        given = spec == "moses"
+        path = moses_path("train") if given else Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"novelty_reference {spec!r}: no file {path}")
+        log.info("reading %s for novelty", path)
+        return Novelty(read_records(path), self.hparams.domain, canonicalize_reference=not given).reference
 
     def validation_step(self, batch, batch_idx):
         stats = self.evaluate_policy()
@@ -434,8 +461,8 @@ class OfflineAlignment(L.LightningModule):
         reference = self._reference_row(prop, ref)
         self._write_summary(reference, last)
         print(f"\n{'':28s}{'reference':>12s}{'policy':>12s}")
-        for key in (prop, "energy/mean", "samples/validity", "samples/uniqueness", "samples/intdiv1",
-                    "samples/kl_to_reference"):
+        for key in (prop, "energy/mean", "samples/validity", "samples/uniqueness", "samples/novelty",
+                    "samples/intdiv1", "samples/kl_to_reference"):
             if key in last:
                 before = f"{reference[key]:12.4f}" if key in reference else f"{'':>12s}"
                 print(f"{key:28s}{before}{last[key]:12.4f}")

@@ -319,3 +319,26 @@ def test_the_offline_set_is_drawn_on_the_trainers_device(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         module.prepare_data()
     assert seen["model"].type == "meta" and seen["generator"].type == "meta"
+
+
+def test_novelty_against_the_training_molecules(tmp_path, monkeypatch):
+    import datamodules.sources
+
+    def module(reference):
+        return OfflineAlignment(Length(), policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles",
+                                novelty_reference=reference)
+
+    samples = ["CCO", "c1ccccc1", "CCN", "CCO", "C1CC"]  # 3 distinct valid molecules, one invalid string
+    # a user's file is canonicalised: OCC is ethanol
+    (tmp_path / "train.smi").write_text("OCC\nCCCC\n")
+    quality = module(str(tmp_path / "train.smi")).sample_quality(samples)
+    assert quality["samples/novelty"] == pytest.approx(2 / 3)
+    assert quality["samples/validity"] == pytest.approx(4 / 5)
+    # MOSES train is compared as given (already canonical), as MOSES does: OCC is not CCO there
+    (tmp_path / "moses.csv").write_text("SMILES,SPLIT\nOCC,train\nCCN,train\n")
+    monkeypatch.setattr(datamodules.sources, "moses_path", lambda split: tmp_path / "moses.csv")
+    assert module("moses").sample_quality(samples)["samples/novelty"] == pytest.approx(2 / 3)
+    # not logged unless asked for; a missing file is a clear error
+    assert "samples/novelty" not in module(None).sample_quality(samples)
+    with pytest.raises(FileNotFoundError, match="novelty_reference 'nope.smi'"):
+        module("nope.smi").sample_quality(samples)
