@@ -280,6 +280,7 @@ class OfflineAlignment(L.LightningModule):
         self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
         value_cols = [c for c in frame.columns if c.startswith("value_")]
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
+        self._reference_value_map = {c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols}
         self._reference_energy = frame["energy"].to_numpy()
         self._reference_valid = frame["valid"].to_numpy(bool)
         self._reference_quality = self.sample_quality(list(frame["sequence"]))
@@ -393,6 +394,7 @@ class OfflineAlignment(L.LightningModule):
         self._last_quality = quality
         self._value_name = next(iter(values), "energy")
         self._last_values = values[self._value_name][valid] if values else energies
+        self._last_value_map = {name: np.asarray(v, float)[valid] for name, v in values.items()}
         return stats
 
     def sample_quality(self, texts: list[str]) -> dict[str, float]:
@@ -428,11 +430,19 @@ class OfflineAlignment(L.LightningModule):
             self._plot()
 
     def _plot(self) -> None:
+        """A histogram per property (reference against the current policy), the first one's path kept
+        for the final table: with several properties (``WeightedSum``) each one gets its own."""
         if not self.trainer.is_global_zero or self._reference_values is None:
             return
-        name = self._value_name
-        ref = self._reference_values[np.isfinite(self._reference_values)]
-        cur = self._last_values[np.isfinite(self._last_values)]
+        ref_map = getattr(self, "_reference_value_map", {})
+        pairs = {name: (ref_map[name], cur) for name, cur in self._last_value_map.items() if name in ref_map}
+        pairs = pairs or {self._value_name: (self._reference_values, self._last_values)}
+        for k, (name, (ref, cur)) in enumerate(pairs.items()):
+            path = self._plot_one(name, ref[np.isfinite(ref)], cur[np.isfinite(cur)])
+            if k == 0:
+                self.last_plot = path
+
+    def _plot_one(self, name: str, ref: np.ndarray, cur: np.ndarray) -> Path:
         fig, ax = pyplot().subplots(figsize=(6, 4))
         bins = np.histogram_bin_edges(np.concatenate([ref, cur]) if cur.size else ref, bins=40)
         ax.hist(ref, bins=bins, alpha=0.5, density=True, label=f"reference (n={ref.size})")
@@ -440,8 +450,8 @@ class OfflineAlignment(L.LightningModule):
         ax.set_xlabel(name)
         ax.set_ylabel("density")
         ax.legend()
-        self.last_plot = save_figure(fig, self._output_dir() / f"histogram_{name}.png", self.loggers,
-                                     tag=f"histogram/{name}", step=self.global_step)
+        return save_figure(fig, self._output_dir() / f"histogram_{name}.png", self.loggers,
+                           tag=f"histogram/{name}", step=self.global_step)
 
     def on_fit_start(self) -> None:
         expect_frozen(self, self.reference)
@@ -532,6 +542,7 @@ class OnlineAlignment(OfflineAlignment):
             finally:
                 self.model = stats_model
             self._reference_values = self._last_values
+            self._reference_value_map = self._last_value_map
             self._reference_energy, self._reference_valid = self._last_energies, self._last_valid
             self._reference_quality = self._last_quality
 

@@ -342,3 +342,23 @@ def test_novelty_against_the_training_molecules(tmp_path, monkeypatch):
     assert "samples/novelty" not in module(None).sample_quality(samples)
     with pytest.raises(FileNotFoundError, match="novelty_reference 'nope.smi'"):
         module("nope.smi").sample_quality(samples)
+
+
+class TwoProperties(Length):
+    """Energy = length / 10, with a second logged property: each property gets its histogram."""
+
+    name = "two"
+
+    def __call__(self, sequences):
+        scores = super().__call__(sequences)
+        carbons = torch.tensor([float(s.count("C")) for s in sequences], dtype=torch.float64).numpy()
+        return Scores(scores.energies, scores.valid, {"length": scores.values["length"], "carbons": carbons},
+                      list(sequences))
+
+
+def test_every_property_gets_its_histogram(tmp_path):
+    module = _module(tmp_path, ERA(), oracle=TwoProperties())
+    _fit_and_measure(module, steps=2)
+    for name in ("length", "carbons"):
+        assert (tmp_path / "plots" / f"histogram_{name}.png").stat().st_size > 1000
+    assert module.last_plot == tmp_path / "plots" / "histogram_length.png"
