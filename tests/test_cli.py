@@ -13,7 +13,7 @@ def _plain_argv(monkeypatch):
     monkeypatch.setattr("sys.argv", ["main.py"])
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET_DIRS = {"oracles", "slurm"}  # not CLI configs: parsed in test_oracles.py / test_slurm.py
+SNIPPET_DIRS = {"oracles", "slurm"}  # not CLI configs: loaded in test_oracles.py / test_slurm.py (each shipped one)
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in SNIPPET_DIRS)
 PRESET_DIRS = {"trainer"}  # partial configs composed with a task config
 BASE = ROOT / "configs" / "pretrain" / "molgpt_tiny.yaml"

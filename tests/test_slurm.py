@@ -124,3 +124,16 @@ def test_preemption_checkpoints_requeues_and_resumes_exactly(tmp_path):
         assert torch.equal(value, resumed["state_dict"][key]), key
     assert log.read_text().count("scontrol requeue") == 1
     assert sorted(p.name for p in (preempted_dir / "checkpoints").iterdir()) == ["epoch=0-step=6.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs" / "slurm").glob("*.yaml")))
+def test_shipped_profiles_load_and_render(name):
+    """Every shipped profile loads (no unknown keys), names a trainer preset that exists, and renders
+    a script for a shipped task config with its node and GPU counts."""
+    profile = Profile.load(ROOT / "configs" / "slurm" / name)
+    if profile.trainer_preset:
+        assert (ROOT / profile.trainer_preset).is_file(), profile.trainer_preset
+    script = render(ROOT / "configs" / "era" / "qed.yaml", profile)
+    assert f"#SBATCH --nodes={profile.nodes}" in script
+    assert f"--trainer.devices {max(profile.gpus_per_node, 1)}" in script
+    assert ("--trainer.accelerator cpu" in script) == (profile.gpus_per_node == 0)
