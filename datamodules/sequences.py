@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 
 from datamodules.sources import chembl_path, dhs_path, moses_path
-from datamodules.streaming import BatchStream, RecordFile, StreamingLoader, TokenizedCorpus
+from datamodules.streaming import BatchStream, RecordFile, StreamingLoader, TokenizedCorpus, stream_position
 from networks.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,8 @@ class SequenceDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        epoch = trainer.current_epoch
-        if done >= trainer.num_training_batches:  # the epoch is complete: resume at the next one
-            epoch, done = epoch + 1, 0
-        return {"epoch": epoch, "batches_done": done,
-                "seed": self.seed, "batch_size": self.batch_size, "world_size": trainer.world_size}
+        return {**stream_position(trainer), "seed": self.seed, "batch_size": self.batch_size,
+                "world_size": trainer.world_size}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

@@ -347,6 +347,16 @@ class BatchStream(IterableDataset):
                 yield collate(self.corpus, indices, self.pad_id)
 
 
+def stream_position(trainer) -> dict[str, int]:
+    """Epoch and batches already trained in it, for a DataModule's ``state_dict``; at the end of an
+    epoch, the start of the next one (the trainer still reports the finished epoch then)."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    epoch = trainer.current_epoch
+    if done >= trainer.num_training_batches:
+        epoch, done = epoch + 1, 0
+    return {"epoch": epoch, "batches_done": done}
+
+
 class StreamingLoader(DataLoader):
     """A DataLoader over a :class:`BatchStream` that tells the stream its epoch on each ``iter``.
 

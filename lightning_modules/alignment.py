@@ -37,7 +37,7 @@ from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_co
 from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
-from lightning_modules.pairs import make_pairs
+from datamodules.pairs import make_pairs
 from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
@@ -226,7 +226,17 @@ class OfflineAlignment(L.LightningModule):
             raise ValueError(f"{path} was made with different {changed} (stored {[stored.get(k) for k in changed]}, "
                              f"now {[now.get(k) for k in changed]}); delete it or set dataset_path to a new file")
 
+    def _scored_pairs(self):
+        """The attached :class:`~datamodules.scored_pairs.ScoredPairsDataModule`, if any: the
+        samples then come from its file instead of the reference."""
+        from datamodules.scored_pairs import ScoredPairsDataModule
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return datamodule if isinstance(datamodule, ScoredPairsDataModule) else None
+
     def prepare_data(self) -> None:
+        if self._scored_pairs() is not None:
+            return
         path = Path(self.hparams.dataset_path)
         if path.is_file():
             self.check_dataset_settings(path)
@@ -266,10 +276,21 @@ class OfflineAlignment(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage != "fit" or hasattr(self, "pair_i"):
             return
-        frame = pd.read_parquet(self.hparams.dataset_path)
+        scored = self._scored_pairs()
+        if scored is not None:
+            scored.setup(stage)
+            source, frame = scored.path, scored.frame.copy()
+        else:
+            source, frame = self.hparams.dataset_path, pd.read_parquet(self.hparams.dataset_path)
         if not np.isfinite(frame["energy"].to_numpy()).all():
-            raise NonFiniteEnergyError(f"{self.hparams.dataset_path} holds non-finite energies")
+            raise NonFiniteEnergyError(f"{source} holds non-finite energies")
         width = max(map(len, frame["input_ids"]))
+        config = getattr(self.model, "config", None)
+        limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        if limit and width > limit:
+            long = [k for k, tokens in enumerate(frame["input_ids"]) if len(tokens) > limit]
+            raise ValueError(f"{source}: {len(long)} sample(s) have more than the model's {limit} positions "
+                             f"(e.g. rows {long[:3]}, {width} tokens); shorten or drop them")
         ids = torch.full((len(frame), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, tokens in enumerate(frame["input_ids"]):
@@ -277,6 +298,9 @@ class OfflineAlignment(L.LightningModule):
             mask[row, : len(tokens)] = 1
         self.sample_ids, self.sample_mask = ids, mask
         self.energies = torch.tensor(frame["energy"].to_numpy(), dtype=torch.float32)
+        if "ref_logprob" not in frame:  # a user's file: the frozen reference scores it once, here
+            device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+            frame["ref_logprob"] = scoring_logprob(self.reference.to(device), ids, mask).double().numpy()
         self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
         value_cols = [c for c in frame.columns if c.startswith("value_")]
         self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
@@ -287,8 +311,10 @@ class OfflineAlignment(L.LightningModule):
         i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(
             list(frame["sequence"]), frame["valid"].to_numpy(bool), self.hparams.seed)
         if len(i) == 0:
-            raise ValueError(f"{self.hparams.dataset_path} has fewer than 2 distinct samples: no pairs")
+            raise ValueError(f"{source} has fewer than 2 distinct samples: no pairs")
         self.pair_i, self.pair_j = torch.from_numpy(i), torch.from_numpy(j)
+        if scored is not None:
+            scored.set_pairs(i, j)  # one rule picks the pairs; the DataModule deals them out
         log.info("offline data: %d samples (%d valid), %d pairs", len(frame), int(frame["valid"].sum()), len(i))
 
     def train_dataloader(self) -> ResumableBatches:

@@ -21,7 +21,7 @@ from lightning_modules.losses import (
     ppo_clip_loss,
     reinforce_loss,
 )
-from lightning_modules.pairs import make_pairs
+from datamodules.pairs import make_pairs
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_modules.losses import bernoulli_kl, dpo_loss, era_logits, era_loss, nll_loss
-from lightning_modules.pairs import all_pairs, make_pairs, n_pairs, pair_from_linear, sample_pairs
+from datamodules.pairs import all_pairs, make_pairs, n_pairs, pair_from_linear, sample_pairs
 
 
 def sig(x):

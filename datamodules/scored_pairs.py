@@ -1,0 +1,222 @@
+"""Pairs of scored sequences for the pair objectives (ERA, DPO), sharded over DDP ranks and
+DataLoader workers and resumable inside an epoch.
+
+Why a DataModule: with it, ``OfflineAlignment`` trains on *your* scored sequences (docking scores,
+assay results, another generator's output) instead of sampling and scoring its reference::
+
+    data:
+      class_path: datamodules.ScoredPairsDataModule
+      init_args: {path: my_scores.csv, sequence_column: smiles, energy_column: docking_score}
+
+The file (CSV/TSV, optionally ``.gz``, or Parquet) has one row per sequence: the sequence, its
+energy (lower is better) and, optionally, ``valid`` (true/false) and ``ref_logprob`` (the
+reference's log-probability; the module computes it where the file has none). The Parquet that
+``OfflineAlignment`` writes (``offline_samples.parquet``) is such a file, token ids included.
+
+Who does what: this module reads and checks the file and deals out pairs; the alignment module
+takes its samples from here and chooses the pairs (all of them, a seeded subset, the valid ones
+only when invalid samples have a term of their own) and hands them back with :meth:`set_pairs`,
+so that one rule picks pairs whichever way the data arrive. Used without a module that does so,
+pairs are all n(n−1)/2 distinct ones or a seeded subset of ``max_pairs``.
+
+Dealing: epoch ``e`` permutes the pairs with a generator seeded by ``(seed, e)``; rank ``r`` of
+``W`` takes every ``W``-th pair and cuts its share into the same number of batches on every rank
+(``datamodules.streaming.rank_batches``); within a rank, DataLoader worker ``w`` of ``K`` builds
+the batches ``b`` with ``(b − skip) % K = w``, and the DataLoader's round robin yields them in
+order. A batch is ``(i, j)``: row indices of the two members of each pair. The position (epoch,
+batches done) is saved with the checkpoint, so a resumed run trains on the pairs an uninterrupted
+one would.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from datamodules.pairs import make_pairs
+from datamodules.sources import DataFileError
+from datamodules.streaming import StreamingLoader, rank_batches, stream_position
+from datamodules.tables import read_table
+from networks.tokenizers import TokenizationError, encode_checked, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+TRUE, FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
+
+
+def read_scored_samples(path: str | Path, tokenizer, sequence_column: str = "sequence",
+                        energy_column: str = "energy") -> pd.DataFrame:
+    """The file as the frame ``OfflineAlignment`` stores: ``sequence``, ``input_ids``, ``energy``,
+    ``valid`` and, when the file has it, ``ref_logprob``.
+
+    Errors name the file, the column and example rows: a missing column, a non-numeric or
+    non-finite energy (a penalty is the oracle's business, not a silent default here), a ``valid``
+    cell that is not a boolean. A sequence the tokenizer cannot encode is an error if the file
+    marks it valid; if it is marked invalid it is left out, with a warning that counts such rows
+    (the policy gives no probability to a string it cannot write, so there is nothing to train)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"scored samples not found: {path}")
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else read_table(path)
+    missing = [c for c in (sequence_column, energy_column) if c not in frame.columns]
+    if missing:
+        raise DataFileError(f"{path}: no column {missing}; columns are {list(frame.columns)}")
+    if len(frame) < 2:
+        raise DataFileError(f"{path}: {len(frame)} row(s); pairs need at least 2")
+    energy = pd.to_numeric(frame[energy_column], errors="coerce").to_numpy(float)
+    bad = np.flatnonzero(~np.isfinite(energy))
+    if len(bad):
+        raise DataFileError(f"{path}: column {energy_column!r} is not a finite number in {len(bad)} row(s), "
+                            f"e.g. rows {bad[:3].tolist()} ({frame[energy_column].iloc[bad[:3]].tolist()}); "
+                            "give invalid samples a finite penalty energy")
+    out = pd.DataFrame({"sequence": frame[sequence_column].astype(str), "energy": energy})
+    out["valid"] = _booleans(frame["valid"], path) if "valid" in frame.columns else True
+    if "ref_logprob" in frame.columns:
+        out["ref_logprob"] = pd.to_numeric(frame["ref_logprob"], errors="coerce").to_numpy(float)
+        if not np.isfinite(out["ref_logprob"]).all():
+            raise DataFileError(f"{path}: column 'ref_logprob' has non-finite values")
+    if "input_ids" in frame.columns:
+        out["input_ids"] = [list(map(int, ids)) for ids in frame["input_ids"]]
+    else:
+        out["input_ids"] = _encode(list(out["sequence"]), out["valid"].to_numpy(bool), tokenizer, path)
+        dropped = out["input_ids"].isna()
+        if dropped.any():
+            log.warning("%s: %d invalid row(s) cannot be tokenised and are left out", path, int(dropped.sum()))
+            out = out[~dropped].reset_index(drop=True)
+            if len(out) < 2:
+                raise DataFileError(f"{path}: fewer than 2 rows can be tokenised; pairs need at least 2")
+    return out
+
+
+def _booleans(column: pd.Series, path: Path) -> np.ndarray:
+    if column.dtype == bool:
+        return column.to_numpy()
+    text = column.astype(str).str.strip().str.lower()
+    unknown = ~text.isin(TRUE | FALSE)
+    if unknown.any():
+        raise DataFileError(f"{path}: column 'valid' must be true/false, got {column[unknown].iloc[:3].tolist()}")
+    return text.isin(TRUE).to_numpy()
+
+
+def _encode(sequences: list[str], valid: np.ndarray, tokenizer, path: Path) -> list[list[int] | None]:
+    """Token ids with ``<bos>``/``<eos>``, as the sampler writes them; ``None`` for a row that cannot
+    be encoded, which the file must mark invalid."""
+    ids: list[list[int] | None] = []
+    for k, sequence in enumerate(sequences):
+        try:
+            if not sequence:
+                raise TokenizationError("empty sequence")
+            ids.append(encode_checked(tokenizer, [sequence])[0])
+        except TokenizationError as error:
+            if valid[k]:
+                raise DataFileError(f"{path}: row {k} ({sequence!r}) is marked valid but cannot be tokenised: "
+                                    f"{error}") from error
+            ids.append(None)
+    return ids
+
+
+class PairStream(IterableDataset):
+    """Batches ``(i, j)`` of pair rows for one rank, split between DataLoader workers."""
+
+    def __init__(self, i: np.ndarray, j: np.ndarray, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.i, self.j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.epoch, self.skip = 0, 0
+
+    def batches(self) -> list[np.ndarray]:
+        return rank_batches(len(self.i), self.batch_size, self.rank, self.world_size, self.epoch, self.seed, True)
+
+    def __len__(self) -> int:
+        return len(rank_batches(len(self.i), self.batch_size, 0, self.world_size, 0, 0, False))
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        for b, rows in enumerate(self.batches()):
+            if b >= self.skip and (b - self.skip) % n_workers == worker:
+                yield torch.from_numpy(self.i[rows]), torch.from_numpy(self.j[rows])
+
+
+class ScoredPairsDataModule(L.LightningDataModule):
+    """Scored sequences from a file, and batches of pairs of them (see the module docstring).
+
+    Args:
+        path: the scored samples (CSV/TSV/Parquet).
+        tokenizer: encodes the sequences when the file has no ``input_ids``; ``main.py`` links it
+            from the model's.
+        sequence_column / energy_column: where the sequence and its energy are.
+        pairs_per_batch: pairs per step on each rank.
+        max_pairs: pairs used when no module chooses them (``None`` = all).
+        seed: shuffling seed; epoch ``e`` uses the permutation seeded by ``(seed, e)``.
+        num_workers: DataLoader workers per rank.
+    """
+
+    def __init__(self, path: str, tokenizer: str = "smiles", sequence_column: str = "sequence",
+                 energy_column: str = "energy", pairs_per_batch: int = 64, max_pairs: int | None = 20000,
+                 seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        if pairs_per_batch < 1:
+            raise ValueError(f"pairs_per_batch must be >= 1, got {pairs_per_batch}")
+        self.path, self.tokenizer_spec = path, tokenizer
+        self.sequence_column, self.energy_column = sequence_column, energy_column
+        self.pairs_per_batch, self.max_pairs, self.seed, self.num_workers = pairs_per_batch, max_pairs, seed, num_workers
+        self.frame: pd.DataFrame | None = None
+        self.pair_i: np.ndarray | None = None
+        self.pair_j: np.ndarray | None = None
+        self._resume: dict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.frame is None:
+            self.frame = read_scored_samples(self.path, load_tokenizer(self.tokenizer_spec),
+                                             self.sequence_column, self.energy_column)
+            log.info("%s: %d scored samples (%d valid)", self.path, len(self.frame), int(self.frame["valid"].sum()))
+
+    def set_pairs(self, i: np.ndarray, j: np.ndarray) -> None:
+        """The pairs to deal out (rows of :attr:`frame`), as the alignment module chose them."""
+        i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+        if len(i) != len(j) or (i == j).any():
+            raise ValueError("pairs must be two equally long index arrays with no sample paired with itself")
+        self.pair_i, self.pair_j = i, j
+
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.pair_i is None:
+            self.setup()
+            self.set_pairs(*make_pairs(list(self.frame["sequence"]), self.max_pairs, self.seed))
+        return self.pair_i, self.pair_j
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> StreamingLoader:
+        i, j = self._pairs()
+        rank, world = self._rank()
+        if len(i) < world:
+            raise ValueError(f"{len(i)} pairs cannot be shared by {world} ranks")
+        stream = PairStream(i, j, self.pairs_per_batch, self.seed, rank, world)
+        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        return StreamingLoader(stream, self.num_workers, epoch_fn, self._take_resume)
+
+    def _take_resume(self) -> tuple[int, int] | None:
+        resume, self._resume = self._resume, None
+        return None if resume is None else (int(resume["epoch"]), int(resume["batches_done"]))
+
+    def state_dict(self) -> dict:
+        """The position in the pair stream: epoch and batches already trained in it."""
+        if self.trainer is None:
+            return {}
+        return {**stream_position(self.trainer), "n_pairs": len(self.pair_i) if self.pair_i is not None else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if self.pair_i is not None and state.get("n_pairs") not in (None, len(self.pair_i)):
+            log.warning("resuming with %d pairs, the checkpoint had %d: the rest of the interrupted epoch will "
+                        "not match an uninterrupted run", len(self.pair_i), state["n_pairs"])
+        self._resume = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
