@@ -151,9 +151,9 @@ class ScoredPairsDataModule(L.LightningDataModule):
         tokenizer: encodes the sequences when the file has no ``input_ids``; ``main.py`` links it
             from the model's.
         sequence_column / energy_column: where the sequence and its energy are.
-        pairs_per_batch: pairs per step on each rank.
-        max_pairs: pairs used when no module chooses them (``None`` = all).
-        seed: shuffling seed; epoch ``e`` uses the permutation seeded by ``(seed, e)``.
+        pairs_per_batch / max_pairs / seed: pairs per step on each rank, pairs used (``None`` = all)
+            and the shuffling seed (epoch ``e`` uses the permutation seeded by ``(seed, e)``) when no
+            alignment module chooses them; ``OfflineAlignment`` passes its own.
         num_workers: DataLoader workers per rank.
     """
 
@@ -177,12 +177,16 @@ class ScoredPairsDataModule(L.LightningDataModule):
                                              self.sequence_column, self.energy_column)
             log.info("%s: %d scored samples (%d valid)", self.path, len(self.frame), int(self.frame["valid"].sum()))
 
-    def set_pairs(self, i: np.ndarray, j: np.ndarray) -> None:
-        """The pairs to deal out (rows of :attr:`frame`), as the alignment module chose them."""
+    def set_pairs(self, i: np.ndarray, j: np.ndarray, pairs_per_batch: int | None = None,
+                  seed: int | None = None) -> None:
+        """The pairs to deal out (rows of :attr:`frame`), as the alignment module chose them, and its
+        batch size and seed, which then override this module's own."""
         i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
         if len(i) != len(j) or (i == j).any():
             raise ValueError("pairs must be two equally long index arrays with no sample paired with itself")
         self.pair_i, self.pair_j = i, j
+        self.pairs_per_batch = pairs_per_batch or self.pairs_per_batch
+        self.seed = self.seed if seed is None else seed
 
     def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
         if self.pair_i is None:

@@ -314,7 +314,8 @@ class OfflineAlignment(L.LightningModule):
             raise ValueError(f"{source} has fewer than 2 distinct samples: no pairs")
         self.pair_i, self.pair_j = torch.from_numpy(i), torch.from_numpy(j)
         if scored is not None:
-            scored.set_pairs(i, j)  # one rule picks the pairs; the DataModule deals them out
+            # one rule picks the pairs, whichever way the samples arrive; the DataModule deals them out
+            scored.set_pairs(i, j, self.hparams.pairs_per_batch, self.hparams.seed)
         log.info("offline data: %d samples (%d valid), %d pairs", len(frame), int(frame["valid"].sum()), len(i))
 
     def train_dataloader(self) -> ResumableBatches:

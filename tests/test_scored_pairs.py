@@ -115,7 +115,7 @@ def test_offline_alignment_trains_on_a_users_file(tmp_path):
     path = tmp_path / "scored.csv"
     pd.DataFrame({"smiles": texts, "u": [len(t) / 10 for t in texts]}).to_csv(path, index=False)
     data = ScoredPairsDataModule(str(path), tokenizer="smiles", sequence_column="smiles", energy_column="u",
-                                 pairs_per_batch=64, num_workers=0)
+                                 pairs_per_batch=5, seed=9, num_workers=0)
     trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, val_check_interval=40,
                         check_val_every_n_epoch=None, num_sanity_val_steps=0)
@@ -124,6 +124,7 @@ def test_offline_alignment_trains_on_a_users_file(tmp_path):
     after = module.evaluate_policy(seed=123)["energy/mean"]
     assert after < before - 0.3, (before, after)
     assert isinstance(trainer.train_dataloader, StreamingLoader)  # the DataModule's pairs were trained on
+    assert (data.pairs_per_batch, data.seed) == (64, 0)  # the module's batch size and seed, not the DataModule's
     assert not (tmp_path / "never_written.parquet").exists()
     assert len(module.energies) == len(texts) and torch.equal(torch.from_numpy(data.pair_i), module.pair_i)
     expected = scoring_logprob(module.reference, module.sample_ids, module.sample_mask)
