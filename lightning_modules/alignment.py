@@ -153,7 +153,7 @@ class OfflineAlignment(L.LightningModule):
         self.objective = objective or ERA()
         self.history: list[dict[str, float]] = []
         self._novelty_hashes: set[int] | None = None
-        self._reference_values: np.ndarray | None = None
+        self._reference_value_map: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ offline data set
     def _score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -234,6 +234,12 @@ class OfflineAlignment(L.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         return datamodule if isinstance(datamodule, ScoredPairsDataModule) else None
 
+    def _run_device(self) -> torch.device:
+        """The trainer's device. Lightning calls prepare_data and setup before it moves the module
+        there, so work done in them on ``self.device`` (a GPU run's whole offline set) would run on
+        the CPU."""
+        return self._trainer.strategy.root_device if self._trainer is not None else self.device
+
     def prepare_data(self) -> None:
         if self._scored_pairs() is not None:
             return
@@ -243,9 +249,7 @@ class OfflineAlignment(L.LightningModule):
             return
         hp = self.hparams
         log.info("sampling %d sequences from the reference for %s", hp.num_samples, path)
-        # Lightning calls prepare_data before it moves the module to the accelerator: without this,
-        # a GPU run would draw its whole offline set on the CPU
-        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        device = self._run_device()
         reference = self.reference.to(device)
         generator = torch.Generator(device=device).manual_seed(hp.seed)
         batch = sample(reference, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature,
@@ -299,12 +303,11 @@ class OfflineAlignment(L.LightningModule):
         self.sample_ids, self.sample_mask = ids, mask
         self.energies = torch.tensor(frame["energy"].to_numpy(), dtype=torch.float32)
         if "ref_logprob" not in frame:  # a user's file: the frozen reference scores it once, here
-            device = self._trainer.strategy.root_device if self._trainer is not None else self.device
-            frame["ref_logprob"] = scoring_logprob(self.reference.to(device), ids, mask).double().numpy()
+            frame["ref_logprob"] = scoring_logprob(self.reference.to(self._run_device()), ids, mask).double().numpy()
         self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
         value_cols = [c for c in frame.columns if c.startswith("value_")]
-        self._reference_values = frame[value_cols[0]].to_numpy() if value_cols else frame["energy"].to_numpy()
-        self._reference_value_map = {c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols}
+        self._reference_value_map = ({c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols}
+                                     or {"energy": frame["energy"].to_numpy()})
         self._reference_energy = frame["energy"].to_numpy()
         self._reference_valid = frame["valid"].to_numpy(bool)
         self._reference_quality = self.sample_quality(list(frame["sequence"]))
@@ -419,9 +422,8 @@ class OfflineAlignment(L.LightningModule):
             stats.update(_summary(f"property/{name}", vals[valid]))
         self._last_energies, self._last_valid = energies, np.asarray(valid, bool)
         self._last_quality = quality
-        self._value_name = next(iter(values), "energy")
-        self._last_values = values[self._value_name][valid] if values else energies
-        self._last_value_map = {name: np.asarray(v, float)[valid] for name, v in values.items()}
+        # each property's values over the valid samples (the energies when the oracle reports none)
+        self._last_value_map = {name: np.asarray(v, float)[valid] for name, v in values.items()} or {"energy": energies}
         return stats
 
     def sample_quality(self, texts: list[str]) -> dict[str, float]:
@@ -456,15 +458,20 @@ class OfflineAlignment(L.LightningModule):
         if not self.trainer.sanity_checking:
             self._plot()
 
+    @property
+    def _reference_values(self) -> np.ndarray | None:
+        """The reference's values of the first property (the final table's), None before setup."""
+        return None if self._reference_value_map is None else next(iter(self._reference_value_map.values()))
+
     def _plot(self) -> None:
         """A histogram per property (reference against the current policy), the first one's path kept
         for the final table: with several properties (``WeightedSum``) each one gets its own."""
-        if not self.trainer.is_global_zero or self._reference_values is None:
+        if not self.trainer.is_global_zero or self._reference_value_map is None:
             return
-        ref_map = getattr(self, "_reference_value_map", {})
-        pairs = {name: (ref_map[name], cur) for name, cur in self._last_value_map.items() if name in ref_map}
-        pairs = pairs or {self._value_name: (self._reference_values, self._last_values)}
-        for k, (name, (ref, cur)) in enumerate(pairs.items()):
+        ref_map = self._reference_value_map
+        names = [name for name in self._last_value_map if name in ref_map]
+        for k, name in enumerate(names):
+            ref, cur = ref_map[name], self._last_value_map[name]
             path = self._plot_one(name, ref[np.isfinite(ref)], cur[np.isfinite(cur)])
             if k == 0:
                 self.last_plot = path
@@ -561,14 +568,13 @@ class OnlineAlignment(OfflineAlignment):
         return
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self._reference_values is None:
+        if stage == "fit" and self._reference_value_map is None:
             # the reference's property distribution, for the histograms and the final table
             stats_model, self.model = self.model, self.reference
             try:
                 self.evaluate_policy(seed=self.hparams.seed + 7)
             finally:
                 self.model = stats_model
-            self._reference_values = self._last_values
             self._reference_value_map = self._last_value_map
             self._reference_energy, self._reference_valid = self._last_energies, self._last_valid
             self._reference_quality = self._last_quality
