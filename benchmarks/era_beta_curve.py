@@ -14,6 +14,13 @@ samples), so the plot shows the policy's numbers and each seed's reference as a 
 ``--summary summary_n10000_seed100.json`` reads the files that ``benchmarks/era_reevaluate.py``
 writes instead: every run evaluated again on many samples with one shared evaluation seed, so
 that what differs between runs is the training, not the evaluation.
+
+Whether a number falls with β is also tested over seeds rather than read off the means: Page's L
+test (``scipy.stats.page_trend_test``) takes each seed as a block and asks whether, within seeds,
+the ranks of the energy follow the order of β'. Strictly falling seed means need every step to
+beat the noise; a trend test asks only whether the order is there at all, and says with what
+p-value. ``--rows OLD.csv`` adds the rows of an earlier ``--csv`` (a sweep whose run directories
+are gone, continued with more seeds); a run in both is read from its directory.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def load(run_dirs: list[Path], name: str = "summary.json") -> pd.DataFrame:
-    """One row per run with a summary file ``name``: β, γ, β', seed, and reference/policy numbers."""
+def load(run_dirs: list[Path], name: str = "summary.json", required: bool = True) -> pd.DataFrame:
+    """One row per run with a summary file ``name``: β, γ, β', seed, and reference/policy numbers.
+    With none, an error when ``required``, else an empty table."""
     rows = []
     for run_dir in run_dirs:
         path = run_dir / name
@@ -54,7 +62,9 @@ def load(run_dirs: list[Path], name: str = "summary.json") -> pd.DataFrame:
             row[key] = _number(summary["policy"].get(key))
         rows.append(row)
     if not rows:
-        raise SystemExit(f"no {name} in the given run directories")
+        if required:
+            raise SystemExit(f"no {name} in the given run directories")
+        return pd.DataFrame(columns=["run", "method", "gamma", "seed", "beta"])
     return pd.DataFrame(rows).sort_values(["method", "gamma", "seed", "beta"]).reset_index(drop=True)
 
 
@@ -72,6 +82,23 @@ def across_seeds(table: pd.DataFrame) -> pd.DataFrame:
 def non_increasing(values: pd.Series) -> bool:
     """Non-increasing from each β to the next."""
     return bool((values.diff().dropna() <= 0).all())
+
+
+def falls_with_beta(table: pd.DataFrame, key: str = "energy/mean") -> dict | None:
+    """Page's L test that ``key`` falls as β' grows, each seed a block.
+
+    Only seeds that ran every β' count (the test needs complete blocks); ``None`` when fewer than
+    two such seeds or three β' values remain. ``pvalue`` is one-sided: small when, within seeds,
+    larger β' tend to have lower ``key``."""
+    from scipy.stats import page_trend_test
+
+    wide = table.pivot_table(index="seed", columns="beta_prime", values=key).dropna()
+    if len(wide) < 2 or wide.shape[1] < 3:
+        return None
+    # Page's alternative is "increasing along the columns": put the largest β' first.
+    result = page_trend_test(wide.to_numpy()[:, ::-1])
+    return {"key": key, "L": float(result.statistic), "pvalue": float(result.pvalue),
+            "seeds": len(wide), "betas": wide.shape[1]}
 
 
 def plot(table: pd.DataFrame, means: pd.DataFrame, out: Path) -> Path:
@@ -97,13 +124,20 @@ def plot(table: pd.DataFrame, means: pd.DataFrame, out: Path) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories (with summary.json)")
+    parser.add_argument("runs", nargs="*", type=Path, help="run directories (with summary.json)")
     parser.add_argument("--summary", default="summary.json",
                         help="summary file name in each run (era_reevaluate.py writes summary_n{N}_seed{S}.json)")
     parser.add_argument("--csv", type=Path, help="write the per-run table here")
+    parser.add_argument("--rows", type=Path, nargs="*", default=[],
+                        help="per-run tables of an earlier --csv to include (runs whose directories are gone)")
     parser.add_argument("--out", type=Path, default=Path("runs/era_beta_curve.png"), help="the plot (PNG)")
     args = parser.parse_args(argv)
-    table = load(args.runs, args.summary)
+    table = load(args.runs, args.summary, required=not args.rows)
+    if args.rows:
+        earlier = pd.concat([pd.read_csv(path) for path in args.rows], ignore_index=True)
+        earlier = earlier[~earlier.run.isin(table.run)]
+        table = pd.concat([table, earlier], ignore_index=True).sort_values(
+            ["method", "gamma", "seed", "beta"]).reset_index(drop=True)
     if table.method.nunique() > 1 or table.gamma.nunique() > 1:
         raise SystemExit(f"one method and one γ per curve; got {sorted(set(zip(table.method, table.gamma)))}")
     means = across_seeds(table)
@@ -116,6 +150,11 @@ def main(argv=None) -> None:
     print(f"mean energy over seeds non-increasing in β: {non_increasing(means['energy/mean'])}")
     for seed, group in table.groupby("seed"):
         print(f"  seed {seed}: {non_increasing(group['energy/mean'])} ({' → '.join(f'{v:.3f}' for v in group['energy/mean'])})")
+    for key in ("energy/mean", "energy/valid_mean"):
+        test = falls_with_beta(table, key) if key in table and table[key].notna().any() else None
+        if test is not None:
+            print(f"{key} falls with β' (Page's L test, {test['seeds']} seeds × {test['betas']} β'): "
+                  f"L = {test['L']:.0f}, one-sided p = {test['pvalue']:.2g}")
     print(f"plot: {plot(table, means, args.out)}")
 
 

@@ -64,3 +64,50 @@ def test_a_named_summary_file_is_read_instead(tmp_path, capsys):
     assert era_beta_curve.load(runs, "summary_n10_seed1.json")["energy/mean"].tolist() == [0.35, 0.20]
     era_beta_curve.main([*map(str, runs), "--summary", "summary_n10_seed1.json", "--out", str(tmp_path / "b.png")])
     assert "non-increasing in β: True" in capsys.readouterr().out
+
+
+def _table(energies: dict[int, list[float]], betas=(2.0, 5.0, 10.0, 20.0)):
+    import pandas as pd
+
+    return pd.DataFrame([{"seed": seed, "beta_prime": b, "energy/mean": e}
+                         for seed, values in energies.items() for b, e in zip(betas, values)])
+
+
+def test_page_trend_test_finds_a_fall_that_the_means_do_not_show():
+    """Within every seed the energy falls but for one swap, and one seed is offset: the seed means
+    are not monotone, yet the within-seed order is there (Page's L test); rising and shuffled
+    energies are not called a fall, and incomplete seeds are left out."""
+    falling = _table({0: [0.30, 0.28, 0.29, 0.25], 1: [0.40, 0.37, 0.35, 0.34], 2: [0.31, 0.29, 0.27, 0.26],
+                      3: [0.33, 0.32, 0.30, 0.31]})
+    test = era_beta_curve.falls_with_beta(falling)
+    assert test["seeds"] == 4 and test["betas"] == 4 and test["pvalue"] < 0.01
+    rising = falling.assign(**{"energy/mean": -falling["energy/mean"]})
+    assert era_beta_curve.falls_with_beta(rising)["pvalue"] > 0.9
+    flat = _table({0: [0.3, 0.2, 0.4, 0.1], 1: [0.1, 0.4, 0.2, 0.3], 2: [0.2, 0.3, 0.1, 0.4]})
+    assert era_beta_curve.falls_with_beta(flat)["pvalue"] > 0.2
+    incomplete = falling[~((falling.seed >= 1) & (falling.beta_prime == 20.0))]
+    assert era_beta_curve.falls_with_beta(incomplete) is None  # one complete seed is not a test
+
+
+def test_rows_of_an_earlier_table_join_new_runs(tmp_path, capsys):
+    """``--rows`` continues a sweep whose run directories are gone: earlier rows plus new runs, a run
+    present in both read from its directory."""
+    old = [_run(tmp_path, b, 0, e) for b, e in ((20, 0.30), (200, 0.28), (2000, 0.27))]
+    era_beta_curve.main([*map(str, old), "--csv", str(tmp_path / "old.csv"), "--out", str(tmp_path / "a.png")])
+    new_root = tmp_path / "new"
+    new_root.mkdir()
+    new = [_run(new_root, b, 1, e) for b, e in ((20, 0.33), (200, 0.31), (2000, 0.29))]
+    again = _run(new_root, 2000, 0, 0.10)  # b2000_seed0 again: its directory wins over the old row
+    capsys.readouterr()
+    era_beta_curve.main([*map(str, new + [again]), "--rows", str(tmp_path / "old.csv"),
+                         "--csv", str(tmp_path / "both.csv"), "--out", str(tmp_path / "b.png")])
+    out = capsys.readouterr().out
+    import pandas as pd
+
+    both = pd.read_csv(tmp_path / "both.csv")
+    assert len(both) == 6 and sorted(both.seed.unique()) == [0, 1]
+    assert both.loc[(both.seed == 0) & (both.beta == 2000), "energy/mean"].item() == pytest.approx(0.10)
+    assert "falls with β' (Page's L test, 2 seeds × 3 β')" in out
+    era_beta_curve.main(["--rows", str(tmp_path / "both.csv"), "--out", str(tmp_path / "c.png")])  # rows alone
+    with pytest.raises(SystemExit, match="no summary.json"):
+        era_beta_curve.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "d.png")])
