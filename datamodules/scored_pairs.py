@@ -41,7 +41,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from datamodules.pairs import make_pairs
 from datamodules.sources import DataFileError
-from datamodules.streaming import StreamingLoader, rank_batches, stream_position
+from datamodules.streaming import ResumableStreamMixin, StreamingLoader, rank_batches
 from datamodules.tables import read_table
 from networks.tokenizers import TokenizationError, encode_checked, load_tokenizer
 
@@ -143,7 +143,7 @@ class PairStream(IterableDataset):
                 yield torch.from_numpy(self.i[rows]), torch.from_numpy(self.j[rows])
 
 
-class ScoredPairsDataModule(L.LightningDataModule):
+class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
     """Scored sequences from a file, and batches of pairs of them (see the module docstring).
 
     Args:
@@ -169,7 +169,6 @@ class ScoredPairsDataModule(L.LightningDataModule):
         self.frame: pd.DataFrame | None = None
         self.pair_i: np.ndarray | None = None
         self.pair_j: np.ndarray | None = None
-        self._resume: dict | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.frame is None:
@@ -194,33 +193,15 @@ class ScoredPairsDataModule(L.LightningDataModule):
             self.set_pairs(*make_pairs(list(self.frame["sequence"]), self.max_pairs, self.seed))
         return self.pair_i, self.pair_j
 
-    def _rank(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def train_dataloader(self) -> StreamingLoader:
         i, j = self._pairs()
         rank, world = self._rank()
         if len(i) < world:
             raise ValueError(f"{len(i)} pairs cannot be shared by {world} ranks")
-        stream = PairStream(i, j, self.pairs_per_batch, self.seed, rank, world)
-        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
-        return StreamingLoader(stream, self.num_workers, epoch_fn, self._take_resume)
+        return self._train_loader(PairStream(i, j, self.pairs_per_batch, self.seed, rank, world))
 
-    def _take_resume(self) -> tuple[int, int] | None:
-        resume, self._resume = self._resume, None
-        return None if resume is None else (int(resume["epoch"]), int(resume["batches_done"]))
-
-    def state_dict(self) -> dict:
-        """The position in the pair stream: epoch and batches already trained in it."""
-        if self.trainer is None:
-            return {}
-        return {**stream_position(self.trainer), "n_pairs": len(self.pair_i) if self.pair_i is not None else 0}
-
-    def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        if self.pair_i is not None and state.get("n_pairs") not in (None, len(self.pair_i)):
-            log.warning("resuming with %d pairs, the checkpoint had %d: the rest of the interrupted epoch will "
-                        "not match an uninterrupted run", len(self.pair_i), state["n_pairs"])
-        self._resume = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+    def _stream_settings(self) -> dict:
+        """The pairs, their batch size, seed and ranks decide the order of the batches; the pairs
+        are counted (``None`` until the alignment module or the first loader chose them)."""
+        return {"n_pairs": None if self.pair_i is None else len(self.pair_i), "seed": self.seed,
+                "pairs_per_batch": self.pairs_per_batch, "world_size": self._rank()[1]}

@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 
 from datamodules.sources import chembl_path, dhs_path, moses_path
-from datamodules.streaming import BatchStream, RecordFile, StreamingLoader, TokenizedCorpus, stream_position
+from datamodules.streaming import BatchStream, RecordFile, ResumableStreamMixin, StreamingLoader, TokenizedCorpus
 from networks.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 STAGES = ("train", "val", "test")
 
 
-class SequenceDataModule(L.LightningDataModule):
+class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
     """Streams tokenised batches of ``train``/``val``/``test`` record files.
 
     Args:
@@ -53,7 +53,6 @@ class SequenceDataModule(L.LightningDataModule):
         self.val_limit = val_limit
         self.cache_dir = cache_dir
         self.corpora: dict[str, TokenizedCorpus] = {}
-        self._resume: dict | None = None
 
     # -- where the records are: subclasses override -------------------------------------
     def record_file(self, stage: str) -> RecordFile | None:
@@ -84,10 +83,6 @@ class SequenceDataModule(L.LightningDataModule):
                 log.info("%s %s: %d records%s (%d invalid, %d too long skipped)", type(self).__name__,
                          name, meta["n_records"], subset, meta["n_invalid"], meta["n_too_long"])
 
-    def _rank(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def _stream(self, stage: str, batch_size: int, shuffle: bool) -> BatchStream:
         if stage not in self.corpora:
             self.setup(stage)
@@ -97,17 +92,8 @@ class SequenceDataModule(L.LightningDataModule):
         return BatchStream(self.corpora[stage], batch_size, self.tokenizer.pad_token_id, self.seed,
                            shuffle, rank, world)
 
-    def _epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
-
-    def _take_resume(self) -> tuple[int, int] | None:
-        resume, self._resume = self._resume, None
-        return None if resume is None else (int(resume["epoch"]), int(resume["batches_done"]))
-
     def train_dataloader(self) -> StreamingLoader:
-        stream = self._stream("train", self.batch_size, shuffle=True)
-        epoch_fn = self._epoch if self.trainer is not None else None
-        return StreamingLoader(stream, self.num_workers, epoch_fn, self._take_resume)
+        return self._train_loader(self._stream("train", self.batch_size, shuffle=True))
 
     def val_dataloader(self) -> StreamingLoader:
         return StreamingLoader(self._stream("val", self.val_batch_size, shuffle=False), self.num_workers)
@@ -120,23 +106,8 @@ class SequenceDataModule(L.LightningDataModule):
         stage = "test" if self.record_file("test") is not None else "val"
         return StreamingLoader(self._stream(stage, self.val_batch_size, shuffle=False), self.num_workers)
 
-    def state_dict(self) -> dict:
-        """The position in the training stream: epoch and batches already trained in it."""
-        trainer = self.trainer
-        if trainer is None:
-            return {}
-        return {**stream_position(trainer), "seed": self.seed, "batch_size": self.batch_size,
-                "world_size": trainer.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        now = {"seed": self.seed, "batch_size": self.batch_size, "world_size": self._rank()[1]}
-        for key, value in now.items():
-            if key in state and state[key] != value:
-                log.warning("resuming with %s=%s, the checkpoint used %s: the rest of the interrupted "
-                            "epoch will not match an uninterrupted run", key, value, state[key])
-        self._resume = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+    def _stream_settings(self) -> dict:
+        return {"seed": self.seed, "batch_size": self.batch_size, "world_size": self._rank()[1]}
 
 
 def _user_or(path: str | None, default: Path | None) -> str | None:

@@ -357,6 +357,54 @@ def stream_position(trainer) -> dict[str, int]:
     return {"epoch": epoch, "batches_done": done}
 
 
+class ResumableStreamMixin:
+    """Rank, epoch and mid-epoch resumption for a LightningDataModule that streams its training
+    batches through a :class:`StreamingLoader`.
+
+    Why a mixin: :class:`~datamodules.sequences.SequenceDataModule` (token batches) and
+    :class:`~datamodules.scored_pairs.ScoredPairsDataModule` (pairs of rows) stream different
+    things but restore the same way: the checkpoint holds the epoch and the batches already
+    trained in it, and the next training loader skips those once. The host sets ``num_workers``
+    and says, in :meth:`_stream_settings`, which of its settings a resumed run must share for the
+    rest of the epoch to match an uninterrupted one (a mismatch is a warning, not an error: the
+    user may change them on purpose).
+    """
+
+    _resume: dict | None = None
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _stream_settings(self) -> dict:
+        """Settings that fix the order of the training batches; ``None`` values are not compared."""
+        return {"world_size": self._rank()[1]}
+
+    def _train_loader(self, stream) -> "StreamingLoader":
+        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        return StreamingLoader(stream, self.num_workers, epoch_fn, self._take_resume)
+
+    def _take_resume(self) -> tuple[int, int] | None:
+        resume, self._resume = self._resume, None
+        return None if resume is None else (int(resume["epoch"]), int(resume["batches_done"]))
+
+    def state_dict(self) -> dict:
+        """The position in the training stream (epoch, batches already trained in it) and the
+        settings it depends on."""
+        if self.trainer is None:
+            return {}
+        return {**stream_position(self.trainer), **self._stream_settings()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        for key, value in self._stream_settings().items():
+            if value is not None and state.get(key) not in (None, value):
+                log.warning("resuming with %s=%s, the checkpoint used %s: the rest of the interrupted "
+                            "epoch will not match an uninterrupted run", key, value, state[key])
+        self._resume = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+
+
 class StreamingLoader(DataLoader):
     """A DataLoader over a :class:`BatchStream` that tells the stream its epoch on each ``iter``.
 

@@ -221,3 +221,27 @@ def test_no_rank_gets_an_empty_batch():
         assert sorted(int(i) for p in plans for b in p for i in b) == list(range(n))
     with pytest.raises(ValueError, match="cannot be shared"):
         rank_batches(1, 4, 0, 2, 0, 0, True)
+
+
+@pytest.mark.parametrize("kind", ["sequences", "pairs"])
+def test_a_restored_position_is_used_once_and_changed_settings_are_named(kind, caplog):
+    """Both streaming DataModules restore through ResumableStreamMixin: the position is handed to
+    the next training loader once, and a setting that reorders the batches is named in a warning."""
+    from datamodules.scored_pairs import ScoredPairsDataModule
+    from datamodules.sequences import SequenceDataModule
+
+    if kind == "sequences":
+        dm, setting = SequenceDataModule(batch_size=8, seed=1), "batch_size"
+    else:
+        dm, setting = ScoredPairsDataModule("unused.csv", pairs_per_batch=8, seed=1), "pairs_per_batch"
+        dm.set_pairs(np.array([0, 1, 2]), np.array([1, 2, 0]))
+    assert dm.state_dict() == {}  # no trainer: no position to save
+    same = {"epoch": 2, "batches_done": 5, **dm._stream_settings()}
+    with caplog.at_level(logging.WARNING):
+        dm.load_state_dict(same)
+    assert not caplog.records
+    assert dm._take_resume() == (2, 5) and dm._take_resume() is None
+    with caplog.at_level(logging.WARNING):
+        dm.load_state_dict({**same, setting: 16})
+    assert len(caplog.records) == 1 and f"{setting}=8" in caplog.text and "used 16" in caplog.text
+    assert dm._take_resume() == (2, 5)
