@@ -37,7 +37,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
 
 from datamodules.pairs import make_pairs
 from datamodules.sources import DataFileError
@@ -121,6 +121,12 @@ def _encode(sequences: list[str], valid: np.ndarray, tokenizer, path: Path) -> l
     return ids
 
 
+def sampling_validation_loader() -> DataLoader:
+    """One dummy batch: an alignment module's validation step samples and scores the policy itself,
+    and needs only to be called once."""
+    return DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
+
+
 class PairStream(IterableDataset):
     """Batches ``(i, j)`` of pair rows for one rank, split between DataLoader workers."""
 
@@ -199,6 +205,11 @@ class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
         if len(i) < world:
             raise ValueError(f"{len(i)} pairs cannot be shared by {world} ranks")
         return self._train_loader(PairStream(i, j, self.pairs_per_batch, self.seed, rank, world))
+
+    def val_dataloader(self) -> DataLoader:
+        # Lightning takes every loader from an attached DataModule: without this, the alignment
+        # module's validation (sampling, metrics, histograms, summary.json) would silently not run.
+        return sampling_validation_loader()
 
     def _stream_settings(self) -> dict:
         """The pairs, their batch size, seed and ranks decide the order of the batches; the pairs

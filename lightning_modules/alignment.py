@@ -30,7 +30,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from lightning_modules.checkpoint_checks import same_settings
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
@@ -38,6 +38,7 @@ from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from datamodules.pairs import make_pairs
+from datamodules.scored_pairs import sampling_validation_loader
 from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
@@ -306,11 +307,12 @@ class OfflineAlignment(L.LightningModule):
             frame["ref_logprob"] = scoring_logprob(self.reference.to(self._run_device()), ids, mask).double().numpy()
         self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
         value_cols = [c for c in frame.columns if c.startswith("value_")]
-        self._reference_value_map = ({c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols}
-                                     or {"energy": frame["energy"].to_numpy()})
-        self._reference_energy = frame["energy"].to_numpy()
-        self._reference_valid = frame["valid"].to_numpy(bool)
-        self._reference_quality = self.sample_quality(list(frame["sequence"]))
+        if scored is None:  # the reference's own samples: "before" (a user's file: see on_fit_start)
+            self._reference_value_map = ({c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols}
+                                         or {"energy": frame["energy"].to_numpy()})
+            self._reference_energy = frame["energy"].to_numpy()
+            self._reference_valid = frame["valid"].to_numpy(bool)
+            self._reference_quality = self.sample_quality(list(frame["sequence"]))
         i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(
             list(frame["sequence"]), frame["valid"].to_numpy(bool), self.hparams.seed)
         if len(i) == 0:
@@ -328,7 +330,7 @@ class OfflineAlignment(L.LightningModule):
         return ResumableBatches(len(pairs), pairs, trainer_progress(self))
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)  # one step: sample and score
+        return sampling_validation_loader()  # one step: sample and score
 
     def _pairs_and_invalid(self, sequences: list[str], valid: np.ndarray, seed: int):
         """Pairs over the samples — over the valid ones only when invalid samples have a term of
@@ -404,11 +406,12 @@ class OfflineAlignment(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate_policy(self, n: int | None = None, seed: int | None = None) -> dict[str, float]:
-        """Sample from the policy, score, and summarise (energy, property, validity, KL)."""
+    def evaluate_policy(self, n: int | None = None, seed: int | None = None,
+                        model: torch.nn.Module | None = None) -> dict[str, float]:
+        """Sample from the policy (or ``model``), score, and summarise (energy, property, validity, KL)."""
         hp = self.hparams
         generator = torch.Generator(device=self.device).manual_seed(hp.seed + 1 if seed is None else seed)
-        batch = sample(self.model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature,
+        batch = sample(self.model if model is None else model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature,
                        hp.top_k, generator=generator, return_model_logprobs=True)
         (energies, valid, values), ref = self._score_alongside(
             batch.texts, lambda: scoring_logprob(self.reference, batch.input_ids, batch.attention_mask))
@@ -489,6 +492,19 @@ class OfflineAlignment(L.LightningModule):
 
     def on_fit_start(self) -> None:
         expect_frozen(self, self.reference)
+        if self._scored_pairs() is not None:
+            self._reference_from_samples()
+
+    def _reference_from_samples(self) -> None:
+        """"Before" — the histograms' reference and the final table's — from the reference's own
+        samples scored by the oracle, when the training samples are not the reference's (online
+        rounds; a user's scored file, whose energies may come from another scorer and whose
+        molecules from another distribution). Run in ``on_fit_start``: by then Lightning has moved
+        the module to its device, so a GPU run does not sample this on the CPU."""
+        self.evaluate_policy(seed=self.hparams.seed + 7, model=self.reference)
+        self._reference_value_map = self._last_value_map
+        self._reference_energy, self._reference_valid = self._last_energies, self._last_valid
+        self._reference_quality = self._last_quality
 
     def on_train_start(self) -> None:
         end_expect_frozen(self)
@@ -567,17 +583,12 @@ class OnlineAlignment(OfflineAlignment):
     def prepare_data(self) -> None:  # nothing offline
         return
 
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self._reference_value_map is None:
-            # the reference's property distribution, for the histograms and the final table
-            stats_model, self.model = self.model, self.reference
-            try:
-                self.evaluate_policy(seed=self.hparams.seed + 7)
-            finally:
-                self.model = stats_model
-            self._reference_value_map = self._last_value_map
-            self._reference_energy, self._reference_valid = self._last_energies, self._last_valid
-            self._reference_quality = self._last_quality
+    def setup(self, stage: str) -> None:  # nothing offline; the reference is evaluated in on_fit_start
+        return
+
+    def on_fit_start(self) -> None:
+        expect_frozen(self, self.reference)
+        self._reference_from_samples()
 
     def train_dataloader(self) -> ResumableBatches:
         # batches only count steps; resumable so that a resumed epoch has the uninterrupted length

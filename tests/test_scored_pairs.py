@@ -113,7 +113,8 @@ def test_offline_alignment_trains_on_a_users_file(tmp_path):
     keep = [k for k in range(512) if batch.texts[k]]
     texts = [batch.texts[k] for k in keep]
     path = tmp_path / "scored.csv"
-    pd.DataFrame({"smiles": texts, "u": [len(t) / 10 for t in texts]}).to_csv(path, index=False)
+    # energies from "another scorer": the oracle's plus 100, which ERA (differences only) ignores
+    pd.DataFrame({"smiles": texts, "u": [100 + len(t) / 10 for t in texts]}).to_csv(path, index=False)
     data = ScoredPairsDataModule(str(path), tokenizer="smiles", sequence_column="smiles", energy_column="u",
                                  pairs_per_batch=5, seed=9, num_workers=0)
     trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -129,3 +130,11 @@ def test_offline_alignment_trains_on_a_users_file(tmp_path):
     assert len(module.energies) == len(texts) and torch.equal(torch.from_numpy(data.pair_i), module.pair_i)
     expected = scoring_logprob(module.reference, module.sample_ids, module.sample_mask)
     assert torch.allclose(module.ref_logps, expected.float(), atol=1e-4)
+    # "before" is the reference's own samples under the oracle, not the file's energies
+    import json
+
+    summary = json.loads((tmp_path / "plots" / "summary.json").read_text())
+    reference = module.evaluate_policy(seed=module.hparams.seed + 7, model=module.reference)
+    assert summary["reference"]["energy/mean"] == pytest.approx(reference["energy/mean"])
+    assert summary["reference"]["energy/mean"] < 50
+    assert summary["policy"]["energy/mean"] < summary["reference"]["energy/mean"] - 0.3
