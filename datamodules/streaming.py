@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ from datamodules.sources import DataFileError, read_records
 from networks.tokenizers import TokenizationError, encode_checked
 
 log = logging.getLogger(__name__)
+
+# Lightning warns about every IterableDataset with a __len__ that DataLoader workers might duplicate
+# data. Ours (BatchStream, PairStream) deal each worker its own batches and their length is the
+# rank's batch count, so the warning is a false alarm that every training run would print.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 CORPUS_FORMAT_VERSION = 1
 _CHUNK = 8192

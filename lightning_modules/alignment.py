@@ -487,7 +487,7 @@ class OfflineAlignment(L.LightningModule):
         ax.set_xlabel(name)
         ax.set_ylabel("density")
         ax.legend()
-        return save_figure(fig, self._output_dir() / f"histogram_{name}.png", self.loggers,
+        return save_figure(fig, self._output_dir() / f"histogram_{name.replace('/', '_')}.png", self.loggers,
                            tag=f"histogram/{name}", step=self.global_step)
 
     def on_fit_start(self) -> None:
