@@ -38,7 +38,7 @@ from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective
 from datamodules.pairs import make_pairs
-from datamodules.scored_pairs import sampling_validation_loader
+from datamodules.scored_pairs import ScoredPairsDataModule, sampling_validation_loader
 from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
@@ -227,12 +227,18 @@ class OfflineAlignment(L.LightningModule):
             raise ValueError(f"{path} was made with different {changed} (stored {[stored.get(k) for k in changed]}, "
                              f"now {[now.get(k) for k in changed]}); delete it or set dataset_path to a new file")
 
+    #: DataModules this module can train from (an alignment module otherwise makes its own data)
+    accepted_datamodules: tuple[type, ...] = (ScoredPairsDataModule,)
+
     def _scored_pairs(self):
         """The attached :class:`~datamodules.scored_pairs.ScoredPairsDataModule`, if any: the
-        samples then come from its file instead of the reference."""
-        from datamodules.scored_pairs import ScoredPairsDataModule
-
+        samples then come from its file instead of the reference. Any other DataModule is an error:
+        Lightning would take its batches for pairs (or for online steps) and fail far from here."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and not isinstance(datamodule, self.accepted_datamodules):
+            hint = (f"it trains from {', '.join(c.__name__ for c in self.accepted_datamodules)} or from its own samples"
+                    if self.accepted_datamodules else "it draws its own samples; remove the data section")
+            raise TypeError(f"{type(self).__name__} cannot train from {type(datamodule).__name__}: {hint}")
         return datamodule if isinstance(datamodule, ScoredPairsDataModule) else None
 
     def _run_device(self) -> torch.device:
@@ -583,8 +589,10 @@ class OnlineAlignment(OfflineAlignment):
     def prepare_data(self) -> None:  # nothing offline
         return
 
+    accepted_datamodules: tuple[type, ...] = ()
+
     def setup(self, stage: str) -> None:  # nothing offline; the reference is evaluated in on_fit_start
-        return
+        self._scored_pairs()  # refuses any DataModule
 
     def on_fit_start(self) -> None:
         expect_frozen(self, self.reference)

@@ -162,3 +162,29 @@ def test_the_shipped_measured_energy_example_runs(tmp_path, monkeypatch):
     assert 0.6 < reference["samples/validity"] < 1.0  # molgpt-qm9's samples, not the all-valid file
     assert 0.1 < reference["property/learned/gap/mean"] < 0.4 and summary["step"] == 4
     assert (tmp_path / "histogram_learned_gap.png").stat().st_size > 1000  # "learned/gap": no subfolder
+
+
+def test_a_datamodule_the_module_cannot_train_from_is_refused(tmp_path):
+    """Lightning takes every loader from an attached DataModule, so a wrong one would feed token
+    batches as pairs (or pairs as online steps) and fail deep inside training: refused up front."""
+    from lightning_modules import OnlineAlignment
+
+    path = tmp_path / "scored.csv"
+    pd.DataFrame({"sequence": ["CCO", "CCN", "CCC"], "energy": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+
+    class Tokens(L.LightningDataModule):
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.zeros(4, 3))
+
+    def trainer():
+        return L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+
+    common = dict(policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles", objective=ERA(beta=1.0),
+                  top_k=None, max_new_tokens=10, val_samples=8, dataset_path=str(tmp_path / "s.parquet"))
+    with pytest.raises(TypeError, match="OfflineAlignment cannot train from Tokens: it trains from ScoredPairsDataModule"):
+        trainer().fit(OfflineAlignment(Length(), num_samples=8, **common), datamodule=Tokens())
+    assert not (tmp_path / "s.parquet").exists()  # refused before sampling anything
+    online = OnlineAlignment(Length(), num_samples=8, resample_every=1, steps_per_epoch=1, **common)
+    with pytest.raises(TypeError, match="OnlineAlignment cannot train from ScoredPairsDataModule: it draws its own"):
+        trainer().fit(online, datamodule=ScoredPairsDataModule(str(path)))
