@@ -127,6 +127,12 @@ class OfflineAlignment(L.LightningModule):
             (lowering each below the reference) was tried and wrecked the model: the cheapest way
             to make a string unlikely is to make every string's end unlikely.
         invalid_beta: DPO β of that term.
+        invalid_from_reference: with a user's file (``ScoredPairsDataModule``), draw this many
+            reference samples and add the invalid ones to the file's rows as invalid samples for
+            that term. Why: measured data are valid molecules only, so pairs of them say nothing
+            about the invalid strings the policy writes, and a policy moved far enough loses
+            validity (docs/era.md, "Measured energies"); its own failure modes are the negatives
+            that hold it. 0: the file's rows only.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
         plot_dir: where histogram PNGs go (default: the trainer's log directory).
         novelty_reference: the molecules the reference was trained on, for ``samples/novelty`` (the
@@ -141,7 +147,7 @@ class OfflineAlignment(L.LightningModule):
                  dataset_path: str = "runs/alignment/offline_samples.parquet", top_k: int | None = 5,
                  temperature: float = 1.0, max_new_tokens: int = 100, val_samples: int = 500,
                  lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
-                 invalid_beta: float = 0.5, seed: int = 0, domain: str = "smiles",
+                 invalid_beta: float = 0.5, invalid_from_reference: int = 0, seed: int = 0, domain: str = "smiles",
                  plot_dir: str | None = None, novelty_reference: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
@@ -291,6 +297,8 @@ class OfflineAlignment(L.LightningModule):
         if scored is not None:
             scored.setup(stage)
             source, frame = scored.path, scored.frame.copy()
+            if self.hparams.invalid_from_reference:
+                frame = pd.concat([frame, self._reference_invalid_rows()], ignore_index=True)
         else:
             source, frame = self.hparams.dataset_path, pd.read_parquet(self.hparams.dataset_path)
         if not np.isfinite(frame["energy"].to_numpy()).all():
@@ -309,8 +317,13 @@ class OfflineAlignment(L.LightningModule):
             mask[row, : len(tokens)] = 1
         self.sample_ids, self.sample_mask = ids, mask
         self.energies = torch.tensor(frame["energy"].to_numpy(), dtype=torch.float32)
-        if "ref_logprob" not in frame:  # a user's file: the frozen reference scores it once, here
-            frame["ref_logprob"] = scoring_logprob(self.reference.to(self._run_device()), ids, mask).double().numpy()
+        if "ref_logprob" not in frame or frame["ref_logprob"].isna().any():
+            # a user's file (or rows added to it): the frozen reference scores the missing ones once, here
+            missing = np.flatnonzero(frame["ref_logprob"].isna()) if "ref_logprob" in frame else np.arange(len(frame))
+            scored_lp = scoring_logprob(self.reference.to(self._run_device()), ids[missing], mask[missing])
+            column = frame["ref_logprob"].to_numpy(float) if "ref_logprob" in frame else np.full(len(frame), np.nan)
+            column[missing] = scored_lp.double().cpu().numpy()
+            frame["ref_logprob"] = column
         self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
         value_cols = [c for c in frame.columns if c.startswith("value_")]
         if scored is None:  # the reference's own samples: "before" (a user's file: see on_fit_start)
@@ -328,6 +341,27 @@ class OfflineAlignment(L.LightningModule):
             # one rule picks the pairs, whichever way the samples arrive; the DataModule deals them out
             scored.set_pairs(i, j, self.hparams.pairs_per_batch, self.hparams.seed)
         log.info("offline data: %d samples (%d valid), %d pairs", len(frame), int(frame["valid"].sum()), len(i))
+
+    def _reference_invalid_rows(self) -> pd.DataFrame:
+        """The invalid strings among ``invalid_from_reference`` reference samples, as rows of a
+        scored frame (distinct; their oracle energy, ``valid`` false; reference log-probs are scored
+        with the file's)."""
+        hp = self.hparams
+        device = self._run_device()
+        generator = torch.Generator(device=device).manual_seed(hp.seed + 13)
+        batch = sample(self.reference.to(device), self.tokenizer, hp.invalid_from_reference, hp.max_new_tokens,
+                       hp.temperature, hp.top_k, generator=generator)
+        energies, valid, _ = self._score(batch.texts)
+        lengths = batch.attention_mask.sum(1).tolist()
+        rows, seen = [], set()
+        for k, text in enumerate(batch.texts):
+            if not valid[k] and text not in seen:
+                seen.add(text)
+                rows.append({"sequence": text, "input_ids": batch.input_ids[k][: lengths[k]].tolist(),
+                             "energy": float(energies[k]), "valid": False})
+        log.info("invalid_from_reference: %d distinct invalid strings among %d reference samples",
+                 len(rows), hp.invalid_from_reference)
+        return pd.DataFrame(rows, columns=["sequence", "input_ids", "energy", "valid"])
 
     def train_dataloader(self) -> ResumableBatches:
         # pair order is a function of (seed, epoch) and the position is checkpointed: exact resume

@@ -188,3 +188,41 @@ def test_a_datamodule_the_module_cannot_train_from_is_refused(tmp_path):
     online = OnlineAlignment(Length(), num_samples=8, resample_every=1, steps_per_epoch=1, **common)
     with pytest.raises(TypeError, match="OnlineAlignment cannot train from ScoredPairsDataModule: it draws its own"):
         trainer().fit(online, datamodule=ScoredPairsDataModule(str(path)))
+
+
+def test_the_reference_s_invalid_strings_join_a_file_of_valid_ones(tmp_path):
+    """``invalid_from_reference``: a measured file holds valid molecules only; the reference's own
+    invalid samples are added as invalid rows (distinct, oracle energy, reference log-probs scored
+    like the file's) for the invalid term, and stay out of the objective's pairs."""
+    from oracles.base import Oracle, Scores
+
+    class NoNitrogen(Oracle):  # strings with "N" are invalid (energy 5), the rest score their length
+        name = "no_n"
+
+        def __call__(self, sequences):
+            valid = torch.tensor(["N" not in s for s in sequences])
+            length = torch.tensor([len(s) / 10 for s in sequences], dtype=torch.float64)
+            return Scores(torch.where(valid, length, torch.tensor(5.0, dtype=torch.float64)), valid, {}, list(sequences))
+
+    L.seed_everything(0)
+    module = OfflineAlignment(NoNitrogen(penalty=5.0), policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles",
+                              objective=ERA(beta=5.0), max_pairs=500, pairs_per_batch=16, top_k=None,
+                              max_new_tokens=20, val_samples=16, lr=1e-3, invalid_weight=1.0,
+                              invalid_from_reference=256, dataset_path=str(tmp_path / "unused.parquet"))
+    path = tmp_path / "measured.csv"
+    pd.DataFrame({"sequence": ["CCO", "CC=O", "c1ccccc1", "CCCC", "OCCO", "C1CC1"],
+                  "energy": [0.3, 0.2, 0.5, 0.1, 0.4, 0.6]}).to_csv(path, index=False)
+    generator = torch.Generator().manual_seed(module.hparams.seed + 13)
+    expected = sample(module.reference, module.tokenizer, 256, 20, generator=generator).texts
+    expected = list(dict.fromkeys(t for t in expected if "N" in t))
+    assert len(expected) >= 5  # an untrained model writes plenty of them
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=ScoredPairsDataModule(str(path)))
+    assert len(module.energies) == 6 + len(expected)
+    assert module.invalid_rows.tolist() == list(range(6, 6 + len(expected)))
+    assert (module.energies[6:] == 5.0).all() and module.pair_i.max() < 6 and module.pair_j.max() < 6
+    decoded = module.tokenizer.batch_decode(module.sample_ids[6:], skip_special_tokens=True)
+    assert [d.replace(" ", "") for d in decoded] == expected
+    reference = scoring_logprob(module.reference, module.sample_ids, module.sample_mask)
+    assert torch.allclose(module.ref_logps, reference.float(), atol=1e-4)
