@@ -154,9 +154,11 @@ def test_the_shipped_measured_energy_example_runs(tmp_path, monkeypatch):
     cli = cli_main(["fit", "--config", "configs/era/qm9_gap_measured.yaml", "--trainer.max_steps", "4",
                     "--trainer.val_check_interval", "4", "--trainer.logger", "false",
                     "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(tmp_path),
-                    "--model.init_args.val_samples", "64", "--model.init_args.plot_dir", str(tmp_path)])
+                    "--model.init_args.val_samples", "64", "--model.init_args.invalid_from_reference", "256",
+                    "--model.init_args.plot_dir", str(tmp_path)])
     module = cli.model
-    assert len(module.energies) == 4000 and float(module.energies.min()) > 0.05  # the file's gaps (Ha)
+    assert len(module.energies) > 4000 and float(module.energies[:4000].min()) > 0.05  # the file's gaps (Ha)
+    assert len(module.invalid_rows) == len(module.energies) - 4000 > 5  # and the reference's invalid strings
     summary = json.loads((tmp_path / "summary.json").read_text())
     reference = summary["reference"]
     assert 0.6 < reference["samples/validity"] < 1.0  # molgpt-qm9's samples, not the all-valid file
