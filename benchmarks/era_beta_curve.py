@@ -106,7 +106,9 @@ def plot(table: pd.DataFrame, means: pd.DataFrame, out: Path) -> Path:
 
     plt = pyplot()
     prop = next((c for c in table.columns if c.startswith("property/") and c.endswith("/mean")), None)
-    panels = ["energy/mean"] + ([prop] if prop else []) + ["samples/validity"]
+    # the energy of the valid molecules is the one β acts on when invalid samples have their own term
+    valid_energy = ["energy/valid_mean"] if "energy/valid_mean" in table and table["energy/valid_mean"].notna().any() else []
+    panels = ["energy/mean"] + valid_energy + ([prop] if prop else []) + ["samples/validity"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes, panels):
