@@ -301,6 +301,9 @@ class OfflineAlignment(L.LightningModule):
                 frame = pd.concat([frame, self._reference_invalid_rows()], ignore_index=True)
         else:
             source, frame = self.hparams.dataset_path, pd.read_parquet(self.hparams.dataset_path)
+            if self.hparams.invalid_from_reference:
+                log.warning("invalid_from_reference applies to a user's file (ScoredPairsDataModule); the "
+                            "reference's own samples already hold its invalid strings: ignored")
         if not np.isfinite(frame["energy"].to_numpy()).all():
             raise NonFiniteEnergyError(f"{source} holds non-finite energies")
         width = max(map(len, frame["input_ids"]))
@@ -451,8 +454,8 @@ class OfflineAlignment(L.LightningModule):
         """Sample from the policy (or ``model``), score, and summarise (energy, property, validity, KL)."""
         hp = self.hparams
         generator = torch.Generator(device=self.device).manual_seed(hp.seed + 1 if seed is None else seed)
-        batch = sample(self.model if model is None else model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature,
-                       hp.top_k, generator=generator, return_model_logprobs=True)
+        batch = sample(self.model if model is None else model, self.tokenizer, n or hp.val_samples,
+                       hp.max_new_tokens, hp.temperature, hp.top_k, generator=generator, return_model_logprobs=True)
         (energies, valid, values), ref = self._score_alongside(
             batch.texts, lambda: scoring_logprob(self.reference, batch.input_ids, batch.attention_mask))
         quality = self.sample_quality(batch.texts)
