@@ -632,7 +632,7 @@ class OnlineAlignment(OfflineAlignment):
         self._scored_pairs()  # refuses any DataModule
 
     def on_fit_start(self) -> None:
-        expect_frozen(self, self.reference)
+        super().on_fit_start()  # no DataModule here (setup refused any): no scored file
         self._reference_from_samples()
 
     def train_dataloader(self) -> ResumableBatches:

@@ -3,7 +3,7 @@ aligning on *measured* energies (``configs/era/qm9_gap_measured.yaml``).
 
 Why a sample and not QM9: the example needs real, externally computed energies that the README's
 users have without ``../shared``; 4,000 molecules give 8 million pairs, far more than an alignment
-run uses, in ≈ 60 KB. Rows are drawn at random (seed 0) from the team's QM9 copy (130,831
+run uses, in 40 KB. Rows are drawn at random (seed 0) from the team's QM9 copy (130,831
 characterised molecules; provenance in ``datamodules/assets/README.md``), keeping those that the
 shipped SMILES tokenizer encodes, so every row can be scored by the policy:
 
