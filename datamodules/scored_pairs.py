@@ -40,9 +40,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
 
 from datamodules.pairs import make_pairs
-from datamodules.sources import DataFileError
+from datamodules.sources import DataFileError, read_table
 from datamodules.streaming import ResumableStreamMixin, StreamingLoader, rank_batches
-from datamodules.tables import read_table
 from networks.tokenizers import TokenizationError, encode_checked, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,11 @@ log = logging.getLogger(__name__)
 TRUE, FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
 
 
+DUPLICATES = ("error", "first", "mean")
+
+
 def read_scored_samples(path: str | Path, tokenizer, sequence_column: str = "sequence",
-                        energy_column: str = "energy") -> pd.DataFrame:
+                        energy_column: str = "energy", duplicates: str = "error") -> pd.DataFrame:
     """The file as the frame ``OfflineAlignment`` stores: ``sequence``, ``input_ids``, ``energy``,
     ``valid`` and, when the file has it, ``ref_logprob``.
 
@@ -59,11 +61,27 @@ def read_scored_samples(path: str | Path, tokenizer, sequence_column: str = "seq
     non-finite energy (a penalty is the oracle's business, not a silent default here), a ``valid``
     cell that is not a boolean. A sequence the tokenizer cannot encode is an error if the file
     marks it valid; if it is marked invalid it is left out, with a warning that counts such rows
-    (the policy gives no probability to a string it cannot write, so there is nothing to train)."""
+    (the policy gives no probability to a string it cannot write, so there is nothing to train).
+
+    A sequence in several rows with *different* energies (or ``valid`` flags) — replicate
+    measurements, two files concatenated — is an error by default (``duplicates: error``): which
+    energy it has decides which way its pairs point, so the choice is the user's, not a silent
+    "first row wins". ``duplicates: first`` keeps each sequence's first row, ``mean`` averages its
+    energies (its ``valid`` flags must agree); either warns with the counts. Rows repeating a
+    sequence with the same energy are kept (pairs never join a sequence with itself)."""
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"scored samples not found: {path}")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else read_table(path)
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid / ArrowIOError
+            raise DataFileError(f"{path} is not a readable Parquet file ({err}); write it again") from err
+    else:
+        frame = read_table(path)
+    frame = frame.reset_index(drop=True)
     missing = [c for c in (sequence_column, energy_column) if c not in frame.columns]
     if missing:
         raise DataFileError(f"{path}: no column {missing}; columns are {list(frame.columns)}")
@@ -75,23 +93,59 @@ def read_scored_samples(path: str | Path, tokenizer, sequence_column: str = "seq
         raise DataFileError(f"{path}: column {energy_column!r} is not a finite number in {len(bad)} row(s), "
                             f"e.g. rows {bad[:3].tolist()} ({frame[energy_column].iloc[bad[:3]].tolist()}); "
                             "give invalid samples a finite penalty energy")
+    absent = np.flatnonzero(frame[sequence_column].isna().to_numpy())
+    if len(absent):
+        raise DataFileError(f"{path}: column {sequence_column!r} is empty (null) in {len(absent)} row(s), "
+                            f"e.g. rows {absent[:3].tolist()}")
     out = pd.DataFrame({"sequence": frame[sequence_column].astype(str), "energy": energy})
     out["valid"] = _booleans(frame["valid"], path) if "valid" in frame.columns else True
     if "ref_logprob" in frame.columns:
         out["ref_logprob"] = pd.to_numeric(frame["ref_logprob"], errors="coerce").to_numpy(float)
         if not np.isfinite(out["ref_logprob"]).all():
             raise DataFileError(f"{path}: column 'ref_logprob' has non-finite values")
+    out = _resolve_duplicates(out, path, duplicates)  # keeps the frame's row labels
     if "input_ids" in frame.columns:
-        out["input_ids"] = [list(map(int, ids)) for ids in frame["input_ids"]]
+        out["input_ids"] = [list(map(int, ids)) for ids in frame["input_ids"].loc[out.index]]
     else:
         out["input_ids"] = _encode(list(out["sequence"]), out["valid"].to_numpy(bool), tokenizer, path)
         dropped = out["input_ids"].isna()
         if dropped.any():
             log.warning("%s: %d invalid row(s) cannot be tokenised and are left out", path, int(dropped.sum()))
-            out = out[~dropped].reset_index(drop=True)
+            out = out[~dropped]
             if len(out) < 2:
                 raise DataFileError(f"{path}: fewer than 2 rows can be tokenised; pairs need at least 2")
-    return out
+    return out.reset_index(drop=True)
+
+
+def _resolve_duplicates(out: pd.DataFrame, path: Path, rule: str) -> pd.DataFrame:
+    """Apply the ``duplicates`` rule of :func:`read_scored_samples` to sequences whose rows disagree."""
+    repeated = out[out["sequence"].duplicated(keep=False)]
+    if repeated.empty:
+        return out
+    groups = repeated.groupby("sequence", sort=False)
+    energy_differs = groups["energy"].nunique() > 1
+    valid_differs = groups["valid"].nunique() > 1
+    conflicting = energy_differs.index[energy_differs | valid_differs]
+    if not len(conflicting):
+        return out
+    rows = out["sequence"].isin(conflicting)
+    examples = "; ".join(f"{seq!r}: energies {groups.get_group(seq)['energy'].tolist()}"
+                         for seq in conflicting[:3])
+    message = (f"{path}: {len(conflicting)} sequence(s) appear in {int(rows.sum())} rows with different "
+               f"energies or valid flags ({examples})")
+    if rule == "error":
+        raise DataFileError(f"{message}; keep one row per sequence, or set duplicates: first (keep each "
+                            "sequence's first row) or duplicates: mean (average its energies)")
+    if rule == "mean":
+        if valid_differs.any():
+            raise DataFileError(f"{path}: {int(valid_differs.sum())} sequence(s) are marked both valid and invalid "
+                                f"(e.g. {valid_differs.index[valid_differs][:3].tolist()}); duplicates: mean "
+                                "cannot average those")
+        out = out.assign(energy=out.groupby("sequence", sort=False)["energy"].transform("mean"))
+    drop = rows & out["sequence"].duplicated()
+    log.warning("%s; duplicates: %s keeps one row for each (%s), %d row(s) dropped", message, rule,
+                "the first" if rule == "first" else "the mean energy", int(drop.sum()))
+    return out[~drop]
 
 
 def _booleans(column: pd.Series, path: Path) -> np.ndarray:
@@ -157,6 +211,8 @@ class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
         tokenizer: encodes the sequences when the file has no ``input_ids``; ``main.py`` links it
             from the model's.
         sequence_column / energy_column: where the sequence and its energy are.
+        duplicates: a sequence in several rows with different energies is an error (``error``),
+            or keeps its ``first`` row, or the ``mean`` energy (see :func:`read_scored_samples`).
         pairs_per_batch / max_pairs / seed: pairs per step on each rank, pairs used (``None`` = all)
             and the shuffling seed (epoch ``e`` uses the permutation seeded by ``(seed, e)``) when no
             alignment module chooses them; ``OfflineAlignment`` passes its own.
@@ -165,12 +221,14 @@ class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
 
     def __init__(self, path: str, tokenizer: str = "smiles", sequence_column: str = "sequence",
                  energy_column: str = "energy", pairs_per_batch: int = 64, max_pairs: int | None = 20000,
-                 seed: int = 0, num_workers: int = 0):
+                 seed: int = 0, num_workers: int = 0, duplicates: str = "error"):
         super().__init__()
+        if duplicates not in DUPLICATES:
+            raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
         if pairs_per_batch < 1:
             raise ValueError(f"pairs_per_batch must be >= 1, got {pairs_per_batch}")
         self.path, self.tokenizer_spec = path, tokenizer
-        self.sequence_column, self.energy_column = sequence_column, energy_column
+        self.sequence_column, self.energy_column, self.duplicates = sequence_column, energy_column, duplicates
         self.pairs_per_batch, self.max_pairs, self.seed, self.num_workers = pairs_per_batch, max_pairs, seed, num_workers
         self.frame: pd.DataFrame | None = None
         self.pair_i: np.ndarray | None = None
@@ -179,7 +237,7 @@ class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.frame is None:
             self.frame = read_scored_samples(self.path, load_tokenizer(self.tokenizer_spec),
-                                             self.sequence_column, self.energy_column)
+                                             self.sequence_column, self.energy_column, self.duplicates)
             log.info("%s: %d scored samples (%d valid)", self.path, len(self.frame), int(self.frame["valid"].sum()))
 
     def set_pairs(self, i: np.ndarray, j: np.ndarray, pairs_per_batch: int | None = None,

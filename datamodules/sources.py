@@ -6,9 +6,17 @@ MOSES file never has to fit in a Python list.
 Formats (by suffix, ``.gz`` is decompressed on the fly):
 - ``.smi`` / ``.txt`` / anything else: one sequence per line; with ``column=None`` the first
   whitespace-separated field is taken (``.smi`` files often carry an id after the SMILES).
-- ``.csv`` / ``.tsv``: a header line, and ``column`` names the field to read. ``where`` keeps
-  only rows whose fields equal the given value (or one of a list of values), e.g.
-  ``{"data_label": "training"}``; ``exclude`` drops rows whose field is one of the values.
+- ``.csv`` / ``.tsv``: a header line, and ``column`` names the field to read. Without
+  ``column``: the only column, else the one column named like a sequence (case-insensitive:
+  ``smiles``, ``sequence``, ``seq``, … see :data:`SEQUENCE_COLUMNS`); a header with none or
+  several such names is an error that lists the columns (never a guess such as "the first
+  column", which reads an ``id,smiles`` file's ids). ``where`` keeps only rows whose fields equal
+  the given value (or one of a list of values), e.g. ``{"data_label": "training"}``; ``exclude``
+  drops rows whose field is one of the values.
+
+Files must be UTF-8 (a byte-order mark is allowed). A file that is not, a truncated or corrupt
+``.gz``, an empty table or an unreadable CSV is a :class:`DataFileError` that names the file (and
+the line, where there is one) and the fix.
 """
 
 from __future__ import annotations
@@ -17,23 +25,164 @@ import csv
 import gzip
 import importlib.metadata
 import io
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 ASSET_DIR = Path(__file__).parent / "assets"
 
 
+#: Column names (lower case) that hold sequences, by domain; a table's sequence column is found
+#: among them when none is named.
+SEQUENCE_COLUMNS = {
+    "smiles": ("smiles", "canonical_smiles", "smi"),
+    "dna": ("sequence", "seq", "sequences", "dna"),
+    "protein": ("sequence", "seq", "sequences", "protein", "aas", "variant", "variants"),
+}
+_READ_ERRORS = (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
 class DataFileError(ValueError):
-    """A data file is missing, empty, or lacks a requested column."""
+    """A data file is missing, empty, unreadable, or lacks a requested column."""
 
 
-def open_text(path: str | Path) -> io.TextIOBase:
+def sequence_column(header: Sequence[str], path: str | Path, domain: str | None = None,
+                    option: str = "column") -> str:
+    """The column of a table that holds the sequences when the user named none: the only column,
+    else the one column named like the ``domain``'s sequences (any domain's when ``None``),
+    case-insensitively. Otherwise a :class:`DataFileError` lists the columns and names ``option``,
+    the setting that picks one."""
+    header = list(header)
+    if len(header) == 1:
+        return header[0]
+    names = SEQUENCE_COLUMNS.get(domain or "") or tuple(
+        dict.fromkeys(n for group in SEQUENCE_COLUMNS.values() for n in group))
+    matches = [h for h in header if h.strip().lower() in names]
+    if len(matches) == 1:
+        return matches[0]
+    found = (f"several columns named like sequences {matches}" if matches
+             else f"no column named like sequences ({', '.join(names)})")
+    raise DataFileError(f"{path} has {found}; columns are {header}: name the column to read with {option}")
+
+
+def _bad_utf8_line(path: Path) -> str:
+    """`` (line N: b'...')``: where the first non-UTF-8 bytes of the file are, or ``""``."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as raw:
+            for number, line in enumerate(raw, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    return f" (line {number}: {line[max(err.start - 20, 0):err.end + 20]!r})"
+    except (OSError, EOFError, zlib.error):
+        pass
+    return ""
+
+
+def read_error(path: str | Path, error: BaseException, line: int | None = None) -> DataFileError:
+    """A :class:`DataFileError` naming the file and the fix for an error raised while reading it
+    (not UTF-8, a truncated or corrupt ``.gz``); ``line``: data lines read before it."""
+    path = Path(path)
+    after = f" after line {line}" if line is not None else ""
+    if isinstance(error, UnicodeDecodeError):
+        return DataFileError(f"{path} is not UTF-8 text{_bad_utf8_line(path)}: save it as UTF-8, e.g. "
+                             f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}")
+    if isinstance(error, EOFError):
+        return DataFileError(f"{path} is truncated: its gzip stream ends early{after} ({error}); copy or "
+                             "download the file again (gzip -t checks it)")
+    if isinstance(error, (gzip.BadGzipFile, zlib.error)):
+        return DataFileError(f"{path} is not a readable gzip file{after} ({error}); copy or download it again "
+                             "(gzip -t checks it), or drop the .gz suffix if it is plain text")
+    return DataFileError(f"{path}: {error}")
+
+
+class _CheckedText:
+    """A text file handle whose read errors are :func:`read_error`'s: file, line and fix."""
+
+    def __init__(self, handle: io.TextIOBase, path: Path):
+        self._handle, self.path, self.line = handle, path, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._handle)
+        except _READ_ERRORS as err:
+            raise read_error(self.path, err, self.line) from err
+        self.line += 1
+        return line
+
+    def readline(self, *args) -> str:
+        try:
+            line = self._handle.readline(*args)
+        except _READ_ERRORS as err:
+            raise read_error(self.path, err, self.line) from err
+        self.line += line.endswith("\n")
+        return line
+
+    def read(self, *args) -> str:
+        try:
+            return self._handle.read(*args)
+        except _READ_ERRORS as err:
+            raise read_error(self.path, err) from err
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+def open_text(path: str | Path) -> _CheckedText:
+    """A UTF-8 text handle (``.gz`` decompressed; ``newline=""`` for the csv module) whose read
+    errors name the file, the line and the fix."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+        return _CheckedText(io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline=""), path)
+    return _CheckedText(open(path, encoding="utf-8-sig", newline=""), path)
+
+
+def line_examples(index, values: Sequence | None = None, n: int = 3) -> str:
+    """The first ``n`` rows of a :func:`read_table` frame's ``index`` as file lines (``lines [2, 5]``),
+    with their ``values`` when given (``line 2: 'n/a', line 5: '0,06'``)."""
+    rows = [int(i) + 2 for i in list(index)[:n]]  # +2: 1-based, after the header line
+    if values is None:
+        return f"lines {rows}"
+    return ", ".join(f"line {r}: {v!r}" for r, v in zip(rows, list(values)[:n]))
+
+
+def read_table(path: str | Path):
+    """A CSV or TSV (``.tsv``/``.tab``/``.txt``; optionally ``.gz``) as a pandas frame of strings,
+    so that checks see the raw cells: no cell becomes NaN (``NA`` stays the text ``NA``), headers
+    are stripped. Unreadable files are :class:`DataFileError` naming the file and the fix."""
+    import pandas as pd
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"data table not found: {path}")
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    sep = "\t" if suffixes and suffixes[-1] in (".tsv", ".tab", ".txt") else ","
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except _READ_ERRORS as err:
+        raise read_error(path, err) from err
+    except pd.errors.EmptyDataError as err:
+        raise DataFileError(f"{path} is empty (no header line)") from err
+    except pd.errors.ParserError as err:
+        raise DataFileError(f"{path} is not a readable {'TSV' if sep != ',' else 'CSV'} table: {err}") from err
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise DataFileError(f"{path} has no data rows")
+    return frame
 
 
 def _table_delimiter(path: Path) -> str | None:
@@ -54,7 +203,8 @@ def read_records(
     """Yield one record per data line of ``path`` (see the module docstring for formats).
 
     A row that lacks the requested field yields ``""`` so that it is counted as invalid by the
-    caller instead of shifting the record numbering.
+    caller instead of shifting the record numbering. Without ``column``, a table's sequence
+    column is :func:`sequence_column`'s choice.
     """
     path = Path(path).expanduser()
     delimiter = _table_delimiter(path)
@@ -71,11 +221,12 @@ def read_records(
         if header is None:
             raise DataFileError(f"{path} is empty (no header line)")
         header = [h.strip() for h in header]
-        wanted = [column or header[0]] + list(where or {}) + list(exclude or {})
+        column = column or sequence_column(header, path, option="`column` (--data.column)")
+        wanted = [column] + list(where or {}) + list(exclude or {})
         missing = [c for c in wanted if c not in header]
         if missing:
             raise DataFileError(f"{path}: no column {missing}; columns are {header}")
-        idx = header.index(column or header[0])
+        idx = header.index(column)
         def allowed(values) -> set[str]:
             return {str(v) for v in values} if isinstance(values, (list, tuple, set)) else {str(values)}
 

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.sources import DataFileError, dhs_path
+from datamodules.sources import DataFileError, dhs_path, read_table
+from datamodules.sources import line_examples as _examples
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +80,6 @@ def sequence_validator(domain: str, length: int | None = None):
         def ok(s):
             return isinstance(s, str) and bool(s)
     return ok
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV or TSV (optionally ``.gz``) as strings, so that numeric checks see the raw cells."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"data table not found: {path}")
-    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    sep = "\t" if suffixes and suffixes[-1] in (".tsv", ".tab", ".txt") else ","
-    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if frame.empty:
-        raise DataFileError(f"{path} has no data rows")
-    return frame
-
-
-def _examples(index: pd.Index, values: Sequence | None = None, n: int = 3) -> str:
-    rows = [int(i) + 2 for i in index[:n]]  # +2: 1-based, after the header line
-    if values is None:
-        return f"lines {rows}"
-    return ", ".join(f"line {r}: {v!r}" for r, v in zip(rows, list(values)[:n]))
 
 
 def split_random(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
