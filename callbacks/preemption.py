@@ -12,6 +12,14 @@ with no ``ckpt_path``, Lightning resumes from the newest ``hpc_ckpt_*`` automati
 
 ``drill_at_step`` raises the signal once at that step: a fire drill to check the whole cycle on
 your cluster (and what the tests use).
+
+:class:`CheckpointOnSigterm` (``main.py`` adds it to every run) handles ``SIGTERM``, which a
+scheduler, a wrapper or ``kill`` sends to stop a job: Lightning alone stops and exits with status
+0, so whatever started the run records it as finished. Here, as for SIGUSR1, the end of the
+current batch saves ``last.ckpt`` (in the ModelCheckpoint's folder, else
+``<default_root_dir>/checkpoints/``), training stops and the process exits with 143 (128 +
+SIGTERM), the status a shell gives a process killed by SIGTERM. Resume with ``--ckpt_path`` that
+file. A SIGTERM after a preemption checkpoint (SLURM terminating a requeued job) saves nothing more.
 """
 
 from __future__ import annotations
@@ -21,11 +29,30 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
+
+
+def _save_and_stop(trainer, final: str) -> None:
+    """Save a checkpoint to ``final`` (a temporary name, then renamed) and stop training cleanly."""
+    tmp = str(Path(final).with_name(f".tmp-{Path(final).name}"))
+    trainer.save_checkpoint(tmp)
+    if trainer.is_global_zero:
+        os.replace(tmp, final)
+    trainer.should_stop = True
+    # Stopping ends training, and ModelCheckpoint would then write last.ckpt *after* this
+    # checkpoint captured its state; the resumed run would take that file for a foreign one,
+    # write last-v1.ckpt and leave a stale last.ckpt behind. This process is about to end, so
+    # its checkpoint callbacks stop writing "last" files.
+    for callback in trainer.checkpoint_callbacks:
+        if hasattr(callback, "save_last"):
+            callback.save_last = False
 
 
 class RequeueOnPreemption(L.Callback):
@@ -47,8 +74,6 @@ class RequeueOnPreemption(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # registered before Lightning's signal connector, which then leaves SIGUSR1 to us
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._handler)
 
@@ -58,23 +83,13 @@ class RequeueOnPreemption(L.Callback):
         if not trainer.strategy.reduce_boolean_decision(self.signalled, all=False):
             return
         final = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
-        tmp = str(Path(final).with_name(f".tmp-{Path(final).name}"))
-        trainer.save_checkpoint(tmp)
+        _save_and_stop(trainer, final)
         if trainer.is_global_zero:
-            os.replace(tmp, final)
             log.info("preemption: checkpoint at step %d saved to %s", trainer.global_step, final)
             if self.requeue:
                 self._requeue()
         self.saved_path = final
         self.signalled = False
-        trainer.should_stop = True
-        # Stopping ends training, and ModelCheckpoint would then write last.ckpt *after* the HPC
-        # checkpoint captured its state; the resumed run would take that file for a foreign one,
-        # write last-v1.ckpt and leave a stale last.ckpt behind. This process is about to end, so
-        # its checkpoint callbacks stop writing "last" files.
-        for callback in trainer.checkpoint_callbacks:
-            if hasattr(callback, "save_last"):
-                callback.save_last = False
 
     @staticmethod
     def _requeue() -> None:
@@ -88,3 +103,68 @@ class RequeueOnPreemption(L.Callback):
             log.warning("preemption: scontrol requeue %s failed (%d): %s", job, result.returncode, result.stderr)
         else:
             log.info("preemption: job %s requeued", job)
+
+
+class CheckpointOnSigterm(L.Callback):
+    """On ``SIGTERM``: save ``last.ckpt`` at the end of the current batch, stop, exit with 143.
+
+    Installed when training starts (after Lightning's own SIGTERM handler, which it keeps
+    calling); before that, SIGTERM ends the process at once, with status 143 too.
+    """
+
+    EXIT_CODE = 128 + int(signal.SIGTERM)
+
+    def __init__(self):
+        self.signalled = False
+        self.saved_path: str | None = None
+        self._previous = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():  # Lightning restores it at teardown
+            self._previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.signalled = True
+        if callable(self._previous):
+            self._previous(signum, frame)
+
+    @staticmethod
+    def checkpoint_path(trainer) -> str:
+        """``last.ckpt`` in the ModelCheckpoint's folder, else ``<default_root_dir>/checkpoints/``."""
+        callback = trainer.checkpoint_callback
+        if getattr(callback, "dirpath", None):
+            return os.path.join(callback.dirpath, f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}")
+        return os.path.join(trainer.default_root_dir, "checkpoints", "last.ckpt")
+
+    def _save(self, trainer) -> None:
+        if any(isinstance(c, RequeueOnPreemption) and c.saved_path for c in trainer.callbacks):
+            trainer.should_stop = True  # SLURM ends a requeued job: its checkpoint is saved already
+            return
+        final = self.checkpoint_path(trainer)
+        callback = trainer.checkpoint_callback
+        if getattr(callback, "dirpath", None) and hasattr(callback, "last_model_path"):
+            callback.last_model_path = final  # the resumed run writes last.ckpt again, not last-v1.ckpt
+        if trainer.is_global_zero:
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+        _save_and_stop(trainer, final)
+        self.saved_path = final
+        log.warning("SIGTERM: checkpoint at step %d saved to %s; training stopped (exit status %d). "
+                    "Resume with --ckpt_path %s", trainer.global_step, final, self.EXIT_CODE, final)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.saved_path is None and trainer.strategy.reduce_boolean_decision(self.signalled, all=False):
+            self._save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not (self.signalled or isinstance(exception, SIGTERMException)):
+            return
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if self.saved_path is None and fitting and trainer.global_step > 0 and trainer.world_size == 1:
+            try:  # SIGTERM during validation: Lightning stopped before a batch end (one process:
+                # several would each have to save, and may not all be here)
+                self._save(trainer)
+            except Exception as error:  # the exit status below matters more than this checkpoint
+                log.error("SIGTERM: saving a checkpoint failed: %s", error)
+        if isinstance(exception, SystemExit) and not exception.code:
+            exception.code = self.EXIT_CODE  # Lightning's SIGTERMException exits with status 0

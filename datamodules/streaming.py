@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.sources import DataFileError, read_records
+from networks.files import honour_umask
 from networks.tokenizers import TokenizationError, encode_checked
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class TokenizedCorpus:
             return cls(final)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+        honour_umask(tmp, directory=True)  # mkdtemp's 0700 would stay on the cache folder
         try:
             meta = cls._write(source, tokenizer, max_tokens, tmp, progress)
             meta["key"] = key

@@ -43,6 +43,7 @@ from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
+from networks.files import honour_umask
 from networks.sampling import sample, scoring_logprob, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
@@ -278,6 +279,7 @@ class OfflineAlignment(L.LightningModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=path.parent)
         os.close(fd)
+        honour_umask(tmp)  # mkstemp's 0600 would stay on the renamed file
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq

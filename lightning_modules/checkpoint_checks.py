@@ -12,9 +12,8 @@ error: only tensors that do not fit are.
 
 from __future__ import annotations
 
-import importlib
-
 from networks.architectures import CheckpointError
+from networks.configurable import UntrustedClassPathError, import_class_path
 
 NETWORK_KEYS = ("policy", "architecture", "encoder", "tokenizer")  # hyper-parameters that shape tensors
 SHOWN = 4  # tensors named per kind of mismatch
@@ -59,13 +58,17 @@ def _shown(names: list[str]) -> str:
     return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
-def _same_class(class_path: str, cls: type) -> bool:
-    """Whether ``class_path`` (as LightningCLI records it, e.g. via a package re-export) is ``cls``."""
-    module, _, name = class_path.rpartition(".")
+def _same_class(class_path: str, cls: type, path=None) -> bool:
+    """Whether ``class_path`` (as LightningCLI records it, e.g. via a package re-export) is ``cls``.
+    A class path outside the project's packages and the run's config is refused, not imported."""
+    if class_path == f"{cls.__module__}.{cls.__qualname__}":
+        return True
     try:
-        return getattr(importlib.import_module(module), name) is cls
+        return import_class_path(class_path, f"checkpoint {path}" if path else "the checkpoint") is cls
+    except UntrustedClassPathError:
+        raise
     except (ImportError, AttributeError, ValueError):
-        return name == cls.__qualname__
+        return class_path.rpartition(".")[2] == cls.__qualname__
 
 
 def check_compatible(module, checkpoint: dict, path=None) -> None:
@@ -86,7 +89,7 @@ def check_compatible(module, checkpoint: dict, path=None) -> None:
     reasons = []
     this_class = f"{type(module).__module__}.{type(module).__qualname__}"
     stored_class = hparams.get("_class_path") or checkpoint.get("module_class")
-    if stored_class and not _same_class(stored_class, type(module)):
+    if stored_class and not _same_class(stored_class, type(module), path):
         reasons.append(f"it was saved by {stored_class}, this run is {this_class}")
     reasons += config_differences(hparams, dict(getattr(module, "hparams", {})))
     details = []

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from networks.configurable import Configurable
+from networks.files import honour_umask
 
 REPO_CHECKPOINTS = Path(__file__).parents[1] / "checkpoints"
 
@@ -255,6 +256,7 @@ def save_pretrained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    honour_umask(tmp, directory=True)  # mkdtemp's 0700 would stay on the model directory
     try:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))

@@ -72,6 +72,7 @@ def _converted(pickle_path: Path) -> Path:
     import os
     import tempfile
 
+    from networks.files import honour_umask
     from oracles.convert_tdc_forest import convert, sha256
 
     if not pickle_path.is_file():
@@ -82,6 +83,7 @@ def _converted(pickle_path: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".npz", dir=root)
         os.close(fd)
+        honour_umask(tmp)  # mkstemp's 0600 would stay on the cached file
         try:
             convert(pickle_path, Path(tmp))
             os.replace(tmp, target)

@@ -1,0 +1,31 @@
+"""Files and folders written through a temporary name get the permissions of any other file.
+
+``tempfile.mkstemp`` creates its file with mode 0600 and ``mkdtemp`` its folder with 0700,
+whatever the umask: renamed into place, a checkpoint, a Parquet sample set or a cache folder
+would stay private to its writer, and a team's shared run folder could not read it.
+:func:`honour_umask` gives such a path the mode a plain ``open``/``mkdir`` would have given it.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``/proc/self/status``);
+    elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path, directory: bool = False) -> None:
+    """Give ``path`` (made by ``mkstemp``/``mkdtemp``) the mode ``open``/``mkdir`` would have given."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
