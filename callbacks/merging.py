@@ -36,12 +36,13 @@ class WeightMergingCallback(L.Callback):
         candidates: candidate weight vectors for the ``selected`` mode (overrides ``weights``).
         selection_samples: samples per candidate in the selected mode.
         reset_optimizer: clear Adam's moments after each merge (the reference code's behaviour).
-        seed: seed of the subset generator.
+        seed: seed of the subset generator; ``None`` takes the module's ``seed`` when training
+            starts, so one ``--model.init_args.seed`` varies the whole run.
     """
 
     def __init__(self, every_n_steps: int = 4, num_active: int | None = None, weights: list[float] | None = None,
                  candidates: list[list[float]] | None = None, selection_samples: int = 64,
-                 reset_optimizer: bool = True, seed: int = 0):
+                 reset_optimizer: bool = True, seed: int | None = 0):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps
@@ -51,7 +52,7 @@ class WeightMergingCallback(L.Callback):
         self.selection_samples = selection_samples
         self.reset_optimizer = reset_optimizer
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed or 0)
         self.last_merge_step = 0
         self.merges = 0
         self.subset: list[int] | None = None
@@ -71,6 +72,7 @@ class WeightMergingCallback(L.Callback):
             best, best_reward = None, -np.inf
             for k, candidate in enumerate(self.candidates):
                 stats = module.evaluate(candidate, n=self.selection_samples, seed=self.merges * 1000 + k)
+                module.oracle_calls += self.selection_samples  # the selection scores samples: budget
                 reward = -np.mean([stats[f"energy/{name}"] for name in module.names])
                 if reward > best_reward:
                     best, best_reward = list(candidate), reward
@@ -81,7 +83,9 @@ class WeightMergingCallback(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if self.weights is not None and len(self.weights) != pl_module.num_experts:
             raise ValueError(f"{len(self.weights)} merge weights for {pl_module.num_experts} experts")
-        if self.subset is None:
+        if self.subset is None:  # a fresh run (a resumed one restored its generator and subset)
+            if self.seed is None:
+                self.generator.manual_seed(int(pl_module.hparams.seed))
             self.subset = trainer.strategy.broadcast(self.draw_subset(pl_module.num_experts), src=0)
         pl_module.active = list(self.subset)
 

@@ -19,6 +19,13 @@ sees every parameter on every rank.
 Validation samples from the *soup* (the weighted average of the experts with ``eval_weights``,
 uniform by default — after a merge, IRS's output policy) and logs the mean energy of each
 objective, validity and uniqueness. Energies are lower-is-better; rewards are their negatives.
+
+``evaluate(..., detailed=True)`` is the evaluation the protocol reports (``callbacks.mo_eval``):
+per objective the mean reward (−energy, as trained on) and the mean raw property, their average
+and balance across objectives, validity, uniqueness, IntDiv1, and the KL to the reference
+estimated on the policy's own samples, mean(log π(y) − log π_ref(y)). The module counts the
+oracle calls its training rounds make and the expert updates it takes, so curves can be drawn
+against budget as well as against KL.
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
-from lightning_modules.metrics import validity_and_uniqueness
+from lightning_modules.metrics import sample_quality, validity_and_uniqueness
+from lightning_modules.pareto import balance
 from lightning_modules.policy_updates import RLOO, PolicyUpdate, Round
 from networks.architectures import Architecture, Pretrained, disable_dropout
-from networks.sampling import sample, sequence_logprob
+from networks.sampling import sample, scoring_logprob, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
 
@@ -93,15 +101,18 @@ class MultiObjectiveModule(L.LightningModule):
         self.active: list[int] = list(range(num_experts))
         self.rounds: dict[int, Round] = {}
         self.history: list[dict[str, float]] = []
+        self.oracle_calls = 0  # sequences scored for training (rounds, merge-weight selection)
+        self.expert_updates = 0  # Σ over optimiser steps of the experts that took a gradient step
 
     @property
     def num_experts(self) -> int:
         return len(self.experts)
 
     # ------------------------------------------------------------------ scoring
-    def energy_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Energies [n, N objectives] and validity [n]; non-finite energies are an error."""
-        scores = self.oracle(texts)
+    def energy_matrix(self, texts: list[str], scores=None) -> tuple[np.ndarray, np.ndarray]:
+        """Energies [n, N objectives] and validity [n]; non-finite energies are an error.
+        ``scores``: the oracle's answer for ``texts`` when the caller already has it."""
+        scores = self.oracle(texts) if scores is None else scores
         energies = scores.energies.double().numpy().reshape(len(texts), -1)
         if energies.shape[1] != len(self.names):
             raise ValueError(f"oracle {self.oracle.name!r} gave {energies.shape[1]} energy columns for "
@@ -182,6 +193,7 @@ class MultiObjectiveModule(L.LightningModule):
         batch = sample(model, self.tokenizer, hp.samples_per_step, hp.max_new_tokens, hp.temperature, hp.top_k,
                        generator=generator)
         energies, valid = self.energy_matrix(batch.texts)
+        self.oracle_calls += len(batch.texts)
         ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
         round_ = Round(ids.cpu(), mask.cpu(), torch.tensor(self.expert_energy(expert, energies), dtype=torch.float32),
                        sequence_logprob(model, ids, mask, reduce=False).float().cpu(),
@@ -212,6 +224,7 @@ class MultiObjectiveModule(L.LightningModule):
             for key, value in stats.items():
                 self.log(f"{prefix}/{key}", value, batch_size=1)
             total = loss if total is None else total + loss
+        self.expert_updates += len(self.active)
         self.log("train/loss", total, prog_bar=True, batch_size=1)
         return total
 
@@ -232,27 +245,67 @@ class MultiObjectiveModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["multi_objective"] = {"active": list(self.active),
-                                         "rounds": {e: r.to_state() for e, r in self.rounds.items()}}
+                                         "rounds": {e: r.to_state() for e, r in self.rounds.items()},
+                                         "oracle_calls": self.oracle_calls, "expert_updates": self.expert_updates}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("multi_objective", {})
         self.active = list(state.get("active", range(self.num_experts)))
         self.rounds = {int(e): Round.from_state(r) for e, r in state.get("rounds", {}).items()}
+        self.oracle_calls = int(state.get("oracle_calls", 0))
+        self.expert_updates = int(state.get("expert_updates", 0))
+
+    @torch.no_grad()
+    def expert_spread(self) -> float:
+        """max over experts i of ‖θᵢ − θ₀‖ / ‖θ₀‖ (parameters and floating buffers): 0 after a
+        merge (every expert is the merged policy), 0 for a single policy."""
+        if self.num_experts < 2:
+            return 0.0
+        vectors = [torch.cat([t.detach().double().flatten() for t in _merged_tensors_of(e).values()])
+                   for e in self.experts]
+        scale = float(vectors[0].norm()) or 1.0
+        return max(float((v - vectors[0]).norm()) for v in vectors[1:]) / scale
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, weights=None, n: int | None = None, seed: int | None = None) -> dict[str, float]:
-        """Sample the soup with ``weights``, score every objective, summarise."""
+    def evaluate(self, weights=None, n: int | None = None, seed: int | None = None,
+                 detailed: bool = False) -> dict[str, float]:
+        """Sample the soup with ``weights``, score every objective, summarise.
+
+        ``energy/<objective>`` is the mean energy over all samples (invalid ones at the oracle's
+        penalty, as trained on). With ``detailed``, also ``reward/<objective>`` (−energy),
+        ``raw/<objective>`` (the oracle's raw property over the valid samples, where it reports
+        one), ``average_reward`` and the balance across objectives (``balance_cv``, ``icv``,
+        ``reward_sd``; :func:`lightning_modules.pareto.balance`), IntDiv1 for SMILES, and
+        ``kl`` = mean over the samples of log π(y) − log π_ref(y), an unbiased estimate of
+        KL(π‖π_ref) for the policy as sampled (temperature 1, no top-k/top-p; otherwise the
+        estimate is for the unmodified model's log-probabilities on the truncated samples).
+        """
         hp = self.hparams
         model = self.load_soup(weights if weights is not None else hp.eval_weights)
         generator = torch.Generator(device=self.device).manual_seed(self._seed(10**6 + (seed or 0)))
         batch = sample(model, self.tokenizer, n or hp.val_samples, hp.max_new_tokens, hp.temperature, hp.top_k,
-                       generator=generator)
-        energies, valid = self.energy_matrix(batch.texts)
-        quality = validity_and_uniqueness(batch.texts, hp.domain)
-        stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"]}
+                       generator=generator, return_model_logprobs=detailed)
+        if not detailed:
+            energies, valid = self.energy_matrix(batch.texts)
+            quality = validity_and_uniqueness(batch.texts, hp.domain)
+            stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"]}
+            for k, name in enumerate(self.names):
+                stats[f"energy/{name}"] = float(energies[:, k].mean())
+            return stats
+        scores = self.oracle(batch.texts)
+        energies, valid = self.energy_matrix(batch.texts, scores)
+        stats = {"samples/intdiv1": float("nan"), **sample_quality(batch.texts, hp.domain)}  # IntDiv1: SMILES only
         for k, name in enumerate(self.names):
             stats[f"energy/{name}"] = float(energies[:, k].mean())
+            stats[f"reward/{name}"] = -stats[f"energy/{name}"]
+            raw = scores.values.get(name)
+            finite = np.isfinite(raw) if raw is not None else np.zeros(0, bool)
+            stats[f"raw/{name}"] = float(np.asarray(raw)[finite].mean()) if finite.any() else float("nan")
+        stats.update(balance([stats[f"reward/{name}"] for name in self.names]))
+        ref = scoring_logprob(self.reference, batch.input_ids, batch.attention_mask)
+        stats["kl"] = float((batch.model_logprobs.double() - ref.double()).mean())
+        stats["n_samples"] = float(len(batch.texts))
         return stats
 
     def validation_step(self, batch, batch_idx):

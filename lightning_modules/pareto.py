@@ -49,6 +49,25 @@ def hypervolume(points, reference) -> float:
     return float(moocore.hypervolume(points[inside], ref=reference)) if inside.any() else 0.0
 
 
+def balance(rewards) -> dict[str, float]:
+    """The average reward across objectives and how evenly it is spread, for one policy.
+
+    ``rewards``: the policy's mean reward on each objective (higher is better). Returns
+    ``average_reward`` = mean rᵢ, ``reward_sd`` = their population standard deviation,
+    ``balance_cv`` = sd / |mean| (the coefficient of variation across objectives: 0 is perfectly
+    balanced) and ``icv`` = mean / sd, its inverse (the Iterative RS paper's stability figure,
+    ICV: larger is better). Both ratios need rewards on one positive scale (probabilities, say);
+    with rewards of either sign (standardised ones) the mean can be near 0 and the ratios
+    meaningless — read ``reward_sd`` then. A zero denominator gives ``inf``, not an error."""
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"rewards must be one mean per objective, got shape {r.shape}")
+    mean, sd = float(r.mean()), float(r.std())
+    return {"average_reward": mean, "reward_sd": sd,
+            "balance_cv": sd / abs(mean) if mean else (0.0 if sd == 0 else float("inf")),
+            "icv": mean / sd if sd else (float("inf") if mean > 0 else (float("-inf") if mean < 0 else float("nan")))}
+
+
 def energy_columns(frame: pd.DataFrame) -> list[str]:
     columns = [c for c in frame.columns if c.startswith("energy/")]
     if not columns:

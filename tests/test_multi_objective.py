@@ -300,7 +300,10 @@ def test_irs_config_runs_through_the_cli(tmp_path, monkeypatch):
     cli = cli_main(["fit", "--config", str(root / "configs/irs/rdkit_tri_tiny.yaml"),
                     "--trainer.enable_progress_bar", "false"])
     merging = next(c for c in cli.trainer.callbacks if isinstance(c, WeightMergingCallback))
-    assert cli.trainer.global_step == 6 and merging.merges == 3
-    front = (tmp_path / "runs/irs/rdkit_tri_tiny/front.csv")
-    assert front.is_file() and len(front.read_text().splitlines()) == 1 + 6
+    front = next(c for c in cli.trainer.callbacks if isinstance(c, SoupFront))
+    assert cli.trainer.global_step == 6 and merging.merges == 3 and merging.last_merge_step == 6
+    # the last step is a merge: the experts are one network, so the "front" is its single point
+    assert front.identical_experts and cli.model.expert_spread() == 0.0
+    path = (tmp_path / "runs/irs/rdkit_tri_tiny/front.csv")
+    assert path.is_file() and len(path.read_text().splitlines()) == 1 + 1
     assert (tmp_path / "runs/irs/rdkit_tri_tiny/checkpoints/last.ckpt").is_file()

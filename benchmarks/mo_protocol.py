@@ -1,0 +1,268 @@
+"""The Iterative RS paper's protocol for IRS, Rewarded Soups and MORLHF, resumable, with a report.
+
+    python benchmarks/mo_protocol.py run [--tasks qm9_tri dna_3cell] [--seeds 0 1 2 3 4] [--methods irs rs morlhf]
+    python benchmarks/mo_protocol.py report
+
+``run`` trains every (task, seed, method) at uniform w from ``configs/multi_objective/<task>.yaml``
+plus ``<method>.yaml`` (T = 100 steps, 128 samples per expert per step, m = 4, M = 2 of N = 3,
+Adam 1.41e-5, PPO with a KL penalty; the configs say the details), one ``main.py fit`` at a time,
+in task, then seed, then method order. Each run writes its evaluations (``callbacks.mo_eval``:
+step 0, every k steps, the end) to ``<runs>/<task>/<method>_s<seed>/evals.csv``; when it
+finishes, its rows go into ``--csv`` (default ``docs/results/mo_protocol.csv``, rewritten
+atomically) and the report is rebuilt. A run whose final row (step T) is already in the CSV is
+skipped, so the command can be stopped at any point (a session ending, a kill) and started again:
+only the run that was cut short is redone, from step 0 (its partial evaluations are kept aside as
+``evals.interrupted.csv``).
+
+``report`` rebuilds from the CSV: a summary table at each run's last step (mean ± standard error
+over seeds of the average reward, per-objective rewards, balance, KL, validity, …;
+``<csv stem>_summary.csv`` and ``.md``), paired tests over seeds (same seed = same sampling
+stream: the evaluation samples and the module's round generators are seeded by the run's seed)
+of IRS vs RS and IRS vs MORLHF on the average reward — paired t-test and Wilcoxon signed-rank —
+and two figures per task in ``docs/img/``: ``mo_protocol_<task>_kl.png`` (average reward against
+KL to the reference) and ``mo_protocol_<task>_oracle.png`` (against oracle calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TASKS = ("qm9_tri", "dna_3cell")
+METHODS = ("irs", "rs", "morlhf")
+UNIFORM = "0.3333/0.3333/0.3333"  # the w label callbacks.mo_eval writes for uniform weights over 3 objectives
+KEY = ["task", "method", "w", "seed"]
+
+
+# --------------------------------------------------------------------------- running
+def finished(csv: Path, task: str, method: str, seed: int, steps: int, w: str = UNIFORM) -> bool:
+    """Whether ``csv`` holds the final (step ``steps``) row of this run."""
+    if not csv.is_file():
+        return False
+    frame = pd.read_csv(csv, usecols=["task", "method", "w", "seed", "step"], dtype={"w": str})
+    hit = ((frame.task == task) & (frame.method == method) & (frame.w == w) & (frame.seed == seed)
+           & (frame.step == steps))
+    return bool(hit.any())
+
+
+def add_rows(csv: Path, rows: pd.DataFrame) -> None:
+    """Append a finished run's rows to ``csv`` (replacing any earlier rows of the same run),
+    written to a temporary file and renamed, so a kill mid-write never truncates the results."""
+    frame = rows
+    if csv.is_file():
+        old = pd.read_csv(csv, dtype={"w": str})
+        keys = rows[KEY].drop_duplicates()
+        stale = old.merge(keys, on=KEY, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        frame = pd.concat([old[~stale], rows], ignore_index=True)
+    frame = frame.sort_values(["task", "method", "seed", "step"], kind="stable")
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = csv.with_name(csv.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+
+
+def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python: str) -> list[str]:
+    configs = ROOT / "configs" / "multi_objective"
+    return [python, str(ROOT / "main.py"), "fit", "--config", str(configs / f"{task}.yaml"),
+            "--config", str(configs / f"{method}.yaml"), "--seed_everything", str(seed),
+            "--model.init_args.seed", str(seed), "--trainer.max_steps", str(steps),
+            "--trainer.default_root_dir", str(run_dir)]
+
+
+def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path, python: str) -> bool:
+    run_dir = runs / task / f"{method}_s{seed}"
+    evals = run_dir / "evals.csv"
+    if evals.is_file():  # an earlier attempt was cut short: keep its rows aside, start again
+        shutil.move(evals, run_dir / "evals.interrupted.csv")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
+    started = time.monotonic()
+    print(f"[{time.strftime('%H:%M:%S')}] {task} {method} seed {seed}: training ({run_dir}/train.log)", flush=True)
+    with (run_dir / "train.log").open("w") as log:
+        rc = subprocess.call(command(task, method, seed, steps, run_dir, python), stdout=log, stderr=subprocess.STDOUT,
+                             cwd=ROOT, env=env)
+    wall = time.monotonic() - started
+    if rc != 0 or not evals.is_file():
+        tail = (run_dir / "train.log").read_text(errors="replace").splitlines()[-15:]
+        print(f"  failed (exit {rc}) after {wall:.0f} s; last lines of the log:\n    " + "\n    ".join(tail), flush=True)
+        return False
+    rows = pd.read_csv(evals, dtype={"w": str})
+    if not (rows.step == steps).any():
+        print(f"  {evals} has no step-{steps} row; not recorded", flush=True)
+        return False
+    rows["run_wall_s"] = round(wall, 1)
+    add_rows(csv, rows)
+    print(f"  done in {wall / 60:.1f} min; rows added to {csv}", flush=True)
+    return True
+
+
+def run(args) -> None:
+    csv = Path(args.csv)
+    for task in args.tasks:
+        for seed in args.seeds:
+            for method in args.methods:
+                if finished(csv, task, method, seed, args.steps):
+                    print(f"{task} {method} seed {seed}: in {csv}, skipped", flush=True)
+                    continue
+                if run_one(task, method, seed, args.steps, Path(args.runs), csv, args.python):
+                    report(csv, Path(args.img_dir), quiet=True)
+
+
+# --------------------------------------------------------------------------- report
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each run's last evaluation (its output policy at step T)."""
+    last = frame.groupby(KEY)["step"].transform("max")
+    return frame[frame.step == last]
+
+
+def _mean_se(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna().astype(float)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+SUMMARY_COLUMNS = ["average_reward", "reward_sd", "balance_cv", "icv", "kl", "samples/validity",
+                   "samples/uniqueness", "samples/intdiv1", "oracle_calls", "expert_updates", "run_wall_s"]
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over seeds, per task, method and w, at each run's last step."""
+    last = final_rows(frame)
+    columns = [c for c in SUMMARY_COLUMNS if c in last] + sorted(c for c in last if c.startswith("reward/"))
+    rows = []
+    for (task, method, w), group in last.groupby(["task", "method", "w"], sort=True):
+        row = {"task": task, "method": method, "w": w, "seeds": int(group.seed.nunique()), "step": int(group.step.max()),
+               "precision": ",".join(sorted(set(map(str, group.get("precision", pd.Series(["?"])))))) }
+        for column in columns:
+            row[column], row[f"{column} se"] = _mean_se(group[column])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf"),
+                 method: str = "irs") -> pd.DataFrame:
+    """IRS − other on ``column`` paired by seed (same task, same w): mean difference, paired
+    t-test and Wilcoxon signed-rank p-values (two-sided; NaN with fewer than 2 pairs, or when
+    every difference is 0)."""
+    from scipy import stats
+
+    last = final_rows(frame)
+    rows = []
+    for (task, w), group in last.groupby(["task", "w"], sort=True):
+        mine = group[group.method == method].set_index("seed")[column]
+        for other in against:
+            theirs = group[group.method == other].set_index("seed")[column]
+            seeds = sorted(set(mine.index) & set(theirs.index))
+            diff = (mine.loc[seeds] - theirs.loc[seeds]).to_numpy(dtype=float)
+            row = {"task": task, "w": w, "comparison": f"{method} - {other}", "metric": column, "pairs": len(seeds),
+                   "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
+                   "wins": int((diff > 0).sum()), "t_p": float("nan"), "wilcoxon_p": float("nan")}
+            if len(diff) >= 2 and np.any(diff != 0):
+                row["t_p"] = float(stats.ttest_rel(mine.loc[seeds], theirs.loc[seeds]).pvalue)
+                row["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, se: float, digits: int = 3) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
+
+
+def markdown(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
+    objectives = sorted(c[:-3] for c in summary if c.startswith("reward/") and c.endswith(" se"))
+    head = (["task", "method", "seeds", "average reward", "reward sd", "KL", "validity", "IntDiv1", "oracle calls",
+             "min / run"] + [o.split("/")[-1] for o in objectives])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summary.iterrows():
+        cells = [r.task, r.method, str(r.seeds), _fmt(r.average_reward, r["average_reward se"]),
+                 _fmt(r.reward_sd, r["reward_sd se"]), _fmt(r.kl, r["kl se"], 4),
+                 _fmt(r["samples/validity"], r["samples/validity se"]),
+                 _fmt(r.get("samples/intdiv1", np.nan), r.get("samples/intdiv1 se", np.nan)),
+                 f"{r.oracle_calls:,.0f}", _fmt(r.run_wall_s / 60, np.nan, 1) if "run_wall_s" in r else "–"]
+        cells += [_fmt(r[o], r[f"{o} se"]) for o in objectives]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| task | comparison (average reward) | pairs | mean difference | IRS wins | paired t p | Wilcoxon p |",
+              "|---|---|---|---|---|---|---|"]
+    for _, t in tests.iterrows():
+        lines.append(f"| {t.task} | {t.comparison} | {t.pairs} | {t.mean_diff:+.4f} | {t.wins}/{t.pairs} | "
+                     f"{t.t_p:.3g} | {t.wilcoxon_p:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(frame: pd.DataFrame, task: str, x: str, path: Path) -> Path:
+    """Average reward against ``x`` (``kl`` or ``oracle_calls``): each seed faint, the mean over
+    seeds per step with standard-error bars on both axes."""
+    from lightning_modules.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    data = frame[frame.task == task]
+    for k, (method, group) in enumerate(data.groupby("method", sort=True)):
+        color = f"C{k}"
+        for _, run_rows in group.groupby("seed"):
+            run_rows = run_rows.sort_values("step")
+            ax.plot(run_rows[x], run_rows.average_reward, color=color, alpha=0.2, lw=0.8)
+        by_step = group.groupby("step")
+        mean, se = by_step[[x, "average_reward"]].mean(), by_step[[x, "average_reward"]].sem()
+        ax.errorbar(mean[x], mean.average_reward, xerr=se[x].fillna(0), yerr=se.average_reward.fillna(0),
+                    color=color, marker="o", ms=3, capsize=2, label=f"{method} ({group.seed.nunique()} seeds)")
+    ax.set_xlabel({"kl": "KL(π ‖ π_ref), nats (estimated on 256 samples)",
+                   "oracle_calls": "oracle calls (training samples scored)"}.get(x, x))
+    ax.set_ylabel("average reward across objectives")
+    ax.set_title(f"{task}: uniform w, T = {int(data.step.max())}")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def report(csv: Path, img_dir: Path, quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = pd.read_csv(csv, dtype={"w": str})
+    summary, tests = summarise(frame), paired_tests(frame)
+    summary.to_csv(csv.with_name(csv.stem + "_summary.csv"), index=False)
+    tests.to_csv(csv.with_name(csv.stem + "_tests.csv"), index=False)
+    text = markdown(summary, tests)
+    csv.with_name(csv.stem + "_summary.md").write_text(text)
+    for task in sorted(frame.task.unique()):
+        plot_curves(frame, task, "kl", img_dir / f"mo_protocol_{task}_kl.png")
+        plot_curves(frame, task, "oracle_calls", img_dir / f"mo_protocol_{task}_oracle.png")
+    if not quiet:
+        print(text)
+    return summary, tests
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run", help="train the missing runs, adding each finished one to the CSV")
+    go.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    go.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    go.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    go.add_argument("--steps", type=int, default=100, help="T, optimiser steps per run (the protocol: 100)")
+    go.add_argument("--runs", default="runs/mo_protocol", help="run directories (evals.csv, train.log)")
+    go.add_argument("--python", default=sys.executable)
+    for p in (go, sub.add_parser("report", help="rebuild the summary table, tests and plots from the CSV")):
+        p.add_argument("--csv", default="docs/results/mo_protocol.csv")
+        p.add_argument("--img-dir", default="docs/img")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args)
+    else:
+        report(Path(args.csv), Path(args.img_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Multi-objective evaluation (issue 27): no fronts from one network, the per-policy CSV rows with
+KL and budget, the protocol runner's resumption and its report."""
+
+import math
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from callbacks import SoupFront, WeightMergingCallback
+from callbacks.mo_eval import PolicyEvaluation
+from lightning_modules import MultiObjectiveModule
+from lightning_modules.pareto import balance
+from lightning_modules.policy_updates import RLOO
+from networks.architectures import GPT
+from oracles.combine import EnergyVector
+from toy_oracles import CharCount, Length
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import mo_protocol  # noqa: E402
+
+
+def _module(scalarization=None, seed=0, lr=3e-3, samples=8):
+    L.seed_everything(seed)
+    return MultiObjectiveModule(EnergyVector([CharCount("C"), CharCount("O"), Length()]),
+                                policy=GPT(1, 32, 2, 64, 32, dropout=0.0), tokenizer="smiles",
+                                update=RLOO(kl_coef=0.0), scalarization=scalarization, samples_per_step=samples,
+                                max_new_tokens=16, val_samples=16, lr=lr, seed=seed, top_k=None)
+
+
+def _trainer(steps, callbacks=()):
+    return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                     limit_val_batches=0, deterministic=True, callbacks=list(callbacks))
+
+
+# --------------------------------------------------------------------------- fronts from one network
+def test_an_irs_run_ending_on_a_merge_cannot_report_a_multi_point_front(tmp_path):
+    module = _module()
+    front = SoupFront(step=0.5, num_samples=8, method="irs", dirpath=str(tmp_path))
+    _trainer(4, [WeightMergingCallback(every_n_steps=2, num_active=2), front]).fit(module)
+    assert module.expert_spread() == 0.0 and front.identical_experts
+    written = pd.read_csv(tmp_path / "front.csv")
+    assert len(written) == 1 and bool(written.identical_experts.iloc[0])
+    assert np.allclose(written[["w0", "w1", "w2"]].to_numpy(), 1 / 3)
+
+    strict = SoupFront(step=0.5, num_samples=8, method="irs", dirpath=str(tmp_path / "strict"), on_identical="raise")
+    with pytest.raises(RuntimeError, match="one network"):
+        _trainer(4, [WeightMergingCallback(every_n_steps=2, num_active=2), strict]).fit(_module())
+
+
+def test_experts_that_trained_after_the_last_merge_still_give_a_front(tmp_path):
+    module = _module()
+    front = SoupFront(step=0.5, num_samples=8, method="irs", dirpath=str(tmp_path))
+    _trainer(5, [WeightMergingCallback(every_n_steps=2, num_active=3), front]).fit(module)
+    assert module.expert_spread() > 1e-4 and not front.identical_experts
+    assert len(pd.read_csv(tmp_path / "front.csv")) == 6  # the 3-objective simplex at step 0.5
+
+
+def test_soup_front_rejects_an_unknown_policy():
+    with pytest.raises(ValueError, match="on_identical"):
+        SoupFront(on_identical="ignore")
+
+
+# --------------------------------------------------------------------------- balance
+def test_balance_by_hand():
+    stats = balance([0.2, 0.4, 0.6])
+    sd = math.sqrt(((0.2 - 0.4) ** 2 + 0 + (0.6 - 0.4) ** 2) / 3)
+    assert stats["average_reward"] == pytest.approx(0.4) and stats["reward_sd"] == pytest.approx(sd)
+    assert stats["balance_cv"] == pytest.approx(sd / 0.4) and stats["icv"] == pytest.approx(0.4 / sd)
+    even = balance([0.3, 0.3, 0.3])
+    assert even["balance_cv"] == 0.0 and even["icv"] == math.inf
+    assert balance([-1.0, 1.0])["balance_cv"] == math.inf  # mean 0: the ratio means nothing
+    with pytest.raises(ValueError, match="one mean per objective"):
+        balance([[1.0, 2.0]])
+
+
+# --------------------------------------------------------------------------- per-policy rows
+def _run(method, tmp_path, seed=0, steps=5, lr=3e-3):
+    callbacks = [PolicyEvaluation(every_n_steps=2, num_samples=32, task="toy", path=str(tmp_path / f"{method}.csv"))]
+    if method == "irs":
+        callbacks.insert(0, WeightMergingCallback(every_n_steps=2, num_active=2, seed=None))
+    module = _module(scalarization=[1.0, 1.0, 1.0] if method == "morlhf" else None, seed=seed, lr=lr)
+    _trainer(steps, callbacks).fit(module)
+    return module, pd.read_csv(tmp_path / f"{method}.csv", dtype={"w": str})
+
+
+def test_rows_carry_rewards_kl_and_budget(tmp_path):
+    rows = {m: _run(m, tmp_path)[1] for m in ("irs", "rs", "morlhf")}
+    for method, frame in rows.items():
+        assert frame.step.tolist() == [0, 2, 4, 5] and (frame.method == method).all() and (frame.task == "toy").all()
+        assert (frame.w == "0.3333/0.3333/0.3333").all() and (frame.precision == "32-true").all()
+    # budget: 8 samples per trained expert per step (IRS trains 2 of 3, RS 3, MORLHF its one policy)
+    for method, experts in (("irs", 2), ("rs", 3), ("morlhf", 1)):
+        assert rows[method].oracle_calls.tolist() == [8 * experts * s for s in (0, 2, 4, 5)]
+        assert rows[method].expert_updates.tolist() == [experts * s for s in (0, 2, 4, 5)]
+    irs = rows["irs"]
+    # rewards are −energy; the raw column is the oracle's own value (count of C; energy −count/5)
+    assert np.allclose(irs["reward/count_C"], -irs["energy/count_C"])
+    assert np.allclose(irs["raw/count_C"], 5 * irs["reward/count_C"])
+    assert np.allclose(irs["raw/length"], -10 * irs["reward/length"])
+    rewards = irs[["reward/count_C", "reward/count_O", "reward/length"]].to_numpy()
+    assert np.allclose(irs.average_reward, rewards.mean(1)) and np.allclose(irs.reward_sd, rewards.std(1))
+    assert {"samples/validity", "samples/uniqueness", "samples/intdiv1", "kl", "wall_s"} <= set(irs.columns)
+    # step 0 is the reference: KL 0, and IRS and RS (same seed, same soup) drew the very same samples
+    assert abs(irs.kl.iloc[0]) < 1e-4
+    assert rows["rs"].iloc[0][["average_reward", "kl"]].tolist() == irs.iloc[0][["average_reward", "kl"]].tolist()
+
+
+def test_kl_grows_as_the_policy_leaves_the_reference(tmp_path):
+    _, frame = _run("morlhf", tmp_path, steps=6, lr=3e-2)
+    assert abs(frame.kl.iloc[0]) < 1e-4 and frame.kl.iloc[-1] > 0.1, frame.kl.tolist()
+
+
+def test_merge_subsets_follow_the_module_seed():
+    subsets = {}
+    for seed in (1, 2):
+        merging = WeightMergingCallback(every_n_steps=1, num_active=1, seed=None)
+        history = []
+
+        class Spy(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, *args):
+                history.append(tuple(pl_module.active))
+
+        _trainer(6, [merging, Spy()]).fit(_module(seed=seed))
+        subsets[seed] = history
+    assert subsets[1] != subsets[2]
+
+
+def test_a_csv_with_other_columns_is_not_mixed_into(tmp_path):
+    path = tmp_path / "evals.csv"
+    path.write_text("task,step\nold,0\n")
+    with pytest.raises(ValueError, match="other columns"):
+        _trainer(1, [PolicyEvaluation(every_n_steps=1, num_samples=4, path=str(path))]).fit(_module())
+    assert path.read_text() == "task,step\nold,0\n"
+
+
+# --------------------------------------------------------------------------- runner and report
+def _rows(method, seed, rewards, kls=(0.0, 0.01, 0.02), steps=(0, 50, 100)):
+    return pd.DataFrame({"task": "t", "method": method, "w": mo_protocol.UNIFORM, "seed": seed, "step": list(steps),
+                         "average_reward": list(rewards), "reward_sd": 0.1, "balance_cv": 0.5, "icv": 2.0,
+                         "kl": list(kls), "samples/validity": 0.9, "samples/uniqueness": 1.0,
+                         "samples/intdiv1": 0.8, "oracle_calls": [0, 100, 200], "expert_updates": [0, 2, 4],
+                         "reward/a": list(rewards), "precision": "32-true", "run_wall_s": 60.0})
+
+
+def test_runner_skips_finished_runs_and_replaces_a_rerun(tmp_path):
+    csv = tmp_path / "results.csv"
+    assert not mo_protocol.finished(csv, "t", "irs", 0, 100)
+    mo_protocol.add_rows(csv, _rows("irs", 0, [0.0, 0.1, 0.2]))
+    mo_protocol.add_rows(csv, _rows("rs", 0, [0.0, 0.1, 0.1]))
+    assert mo_protocol.finished(csv, "t", "irs", 0, 100) and not mo_protocol.finished(csv, "t", "irs", 1, 100)
+    assert not mo_protocol.finished(csv, "t", "irs", 0, 400)  # a longer budget is another run
+    mo_protocol.add_rows(csv, _rows("irs", 0, [0.0, 0.1, 0.3]))  # the same run again replaces its rows
+    frame = pd.read_csv(csv)
+    assert len(frame) == 6 and frame[(frame.method == "irs") & (frame.step == 100)].average_reward.tolist() == [0.3]
+    assert not (tmp_path / "results.csv.tmp").exists()
+
+
+def test_report_pairs_seeds_and_tests_irs_against_each_baseline(tmp_path):
+    csv = tmp_path / "results.csv"
+    irs = [0.30, 0.35, 0.28, 0.40, 0.33]
+    rs = [0.20, 0.30, 0.25, 0.31, 0.22]
+    for seed in range(5):
+        mo_protocol.add_rows(csv, _rows("irs", seed, [0.0, 0.1, irs[seed]]))
+        mo_protocol.add_rows(csv, _rows("rs", seed, [0.0, 0.1, rs[seed]]))
+        mo_protocol.add_rows(csv, _rows("morlhf", seed, [0.0, 0.1, irs[seed]]))  # identical to IRS: no test
+    summary, tests = mo_protocol.report(csv, tmp_path / "img", quiet=True)
+    row = summary.set_index("method").loc["irs"]
+    assert row.seeds == 5 and row.average_reward == pytest.approx(np.mean(irs))
+    assert row["average_reward se"] == pytest.approx(np.std(irs, ddof=1) / np.sqrt(5))
+    from scipy import stats
+
+    vs_rs = tests.set_index("comparison").loc["irs - rs"]
+    assert vs_rs.pairs == 5 and vs_rs.wins == 5 and vs_rs.mean_diff == pytest.approx(np.mean(irs) - np.mean(rs))
+    assert vs_rs.t_p == pytest.approx(stats.ttest_rel(irs, rs).pvalue)
+    assert vs_rs.wilcoxon_p == pytest.approx(0.0625)  # 5 of 5 pairs one way: the smallest two-sided p
+    assert math.isnan(tests.set_index("comparison").loc["irs - morlhf"].t_p)
+    assert (tmp_path / "img" / "mo_protocol_t_kl.png").is_file()
+    assert (tmp_path / "img" / "mo_protocol_t_oracle.png").is_file()
+    assert "irs - rs" in (tmp_path / "results_summary.md").read_text()
