@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_wor
 
 from datamodules.pairs import make_pairs
 from datamodules.sources import DataFileError, read_table
+from datamodules.sources import sequence_column as find_sequence_column
 from datamodules.streaming import ResumableStreamMixin, StreamingLoader, rank_batches
 from networks.tokenizers import TokenizationError, encode_checked, load_tokenizer
 
@@ -52,14 +53,15 @@ TRUE, FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
 DUPLICATES = ("error", "first", "mean")
 
 
-def read_scored_samples(path: str | Path, tokenizer, sequence_column: str = "sequence",
+def read_scored_samples(path: str | Path, tokenizer, sequence_column: str | None = None,
                         energy_column: str = "energy", duplicates: str = "error") -> pd.DataFrame:
     """The file as the frame ``OfflineAlignment`` stores: ``sequence``, ``input_ids``, ``energy``,
     ``valid`` and, when the file has it, ``ref_logprob``.
 
-    Errors name the file, the column and example rows: a missing column, a non-numeric or
-    non-finite energy (a penalty is the oracle's business, not a silent default here), a ``valid``
-    cell that is not a boolean. A sequence the tokenizer cannot encode is an error if the file
+    ``sequence_column`` defaults to the one column named like sequences (``sequence``, ``smiles``,
+    …; see :func:`datamodules.sources.sequence_column`). Errors name the file, the column and
+    example rows: a missing column, a non-numeric or non-finite energy (a penalty is the oracle's
+    business, not a silent default here), a ``valid`` cell that is not a boolean. A sequence the tokenizer cannot encode is an error if the file
     marks it valid; if it is marked invalid it is left out, with a warning that counts such rows
     (the policy gives no probability to a string it cannot write, so there is nothing to train).
 
@@ -82,6 +84,7 @@ def read_scored_samples(path: str | Path, tokenizer, sequence_column: str = "seq
     else:
         frame = read_table(path)
     frame = frame.reset_index(drop=True)
+    sequence_column = sequence_column or find_sequence_column(list(frame.columns), path, option="sequence_column")
     missing = [c for c in (sequence_column, energy_column) if c not in frame.columns]
     if missing:
         raise DataFileError(f"{path}: no column {missing}; columns are {list(frame.columns)}")
@@ -210,7 +213,8 @@ class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
         path: the scored samples (CSV/TSV/Parquet).
         tokenizer: encodes the sequences when the file has no ``input_ids``; ``main.py`` links it
             from the model's.
-        sequence_column / energy_column: where the sequence and its energy are.
+        sequence_column / energy_column: where the sequence and its energy are (sequences by
+            default: the one column named like them, ``sequence``, ``smiles``, …).
         duplicates: a sequence in several rows with different energies is an error (``error``),
             or keeps its ``first`` row, or the ``mean`` energy (see :func:`read_scored_samples`).
         pairs_per_batch / max_pairs / seed: pairs per step on each rank, pairs used (``None`` = all)
@@ -219,7 +223,7 @@ class ScoredPairsDataModule(ResumableStreamMixin, L.LightningDataModule):
         num_workers: DataLoader workers per rank.
     """
 
-    def __init__(self, path: str, tokenizer: str = "smiles", sequence_column: str = "sequence",
+    def __init__(self, path: str, tokenizer: str = "smiles", sequence_column: str | None = None,
                  energy_column: str = "energy", pairs_per_batch: int = 64, max_pairs: int | None = 20000,
                  seed: int = 0, num_workers: int = 0, duplicates: str = "error"):
         super().__init__()

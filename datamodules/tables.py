@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.sources import DataFileError, dhs_path, read_table
+from datamodules.sources import DataFileError, dhs_path, read_table, sequence_column
 from datamodules.sources import line_examples as _examples
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ class TableDataModule(L.LightningDataModule):
 
     Args:
         path: the table (``.csv``, ``.tsv``/``.txt``, optionally ``.gz``).
-        sequence_column: the column holding SMILES / DNA / protein strings.
+        sequence_column: the column holding SMILES / DNA / protein strings; default: the one
+            column named like them (``smiles``, ``sequence``, ``seq``, … any case; see
+            :func:`datamodules.sources.sequence_column`), else an error listing the columns.
         targets: target columns, in the order of the model's ``tasks``.
         task: ``regression``, ``binary``/``multilabel`` (0/1 columns) or ``multiclass`` (then
             ``class_column`` holds one label per row and ``targets`` lists the classes in order).
@@ -162,7 +164,7 @@ class TableDataModule(L.LightningDataModule):
     default_path: Path | None = None
     aliases: dict[str, str] = {}
 
-    def __init__(self, path: str | None = None, sequence_column: str = "sequence",
+    def __init__(self, path: str | None = None, sequence_column: str | None = None,
                  targets: list[str] | None = None, task: str = "regression",
                  class_column: str | None = None, split: str = "random",
                  fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
@@ -289,6 +291,9 @@ class TableDataModule(L.LightningDataModule):
             return
         frame = self.load_frame()
         self._columns = set(frame.columns)
+        if self.sequence_column is None:
+            self.sequence_column = sequence_column(list(frame.columns), self.path,
+                                                   None if self.domain == "any" else self.domain, "sequence_column")
         wanted = [self.sequence_column]
         wanted += [self.class_column] if self.task == "multiclass" else [self._column(t) for t in self.targets]
         if self.split == "column":

@@ -78,6 +78,18 @@ def table(name: str):
     return lambda tmp: read_table(tmp / name).shape
 
 
+def labelled(name: str):
+    """The sequences a :class:`TableDataModule` (SMILES, target ``y``) trains and validates on."""
+
+    def run(tmp: Path):
+        from datamodules.tables import TableDataModule
+
+        module = TableDataModule(str(tmp / name), targets=["y"], tokenizer="smiles", fractions=(1.0, 0.0, 0.0))
+        module.setup()
+        return sorted(module.data["train"][0])
+    return run
+
+
 def fitness(name: str, parent: str, query: list[str], **kwargs):
     """A :class:`FitnessTable` on the file; the fitness it gives the ``query`` variants (None:
     unmeasured)."""
@@ -88,13 +100,13 @@ def fitness(name: str, parent: str, query: list[str], **kwargs):
     return run
 
 
-def pairs(name: str, **kwargs):
+def pairs(name: str, column: str | None = "smiles", **kwargs):
     """The (sequence, energy) rows of a scored-pairs file as read for ERA/DPO."""
 
     def run(tmp: Path):
         from networks.tokenizers import load_tokenizer
 
-        frame = read_scored_samples(tmp / name, load_tokenizer("smiles"), "smiles", "energy", **kwargs)
+        frame = read_scored_samples(tmp / name, load_tokenizer("smiles"), column, "energy", **kwargs)
         return list(zip(frame["sequence"], frame["energy"]))
     return run
 
@@ -155,6 +167,11 @@ CASES = [
      Error(r"t\.txt\.gz is not a readable gzip file.*drop the \.gz suffix", DataFileError)),
     ("records: not UTF-8", {"t.smi": b"CCO\nCCN\n\xff\xfeCC\n"}, records("t.smi"),
      Error(r"t\.smi is not UTF-8 text \(line 3: .*iconv", DataFileError)),
+    ("tables: id,smiles reads the smiles", {"q.csv": "id,smiles,y\n1,CCO,0.5\n2,CCN,0.7\n3,CCC,0.1\n"},
+     labelled("q.csv"), ["CCC", "CCN", "CCO"]),
+    ("tables: no sequence-like column", {"q.csv": "id,mol,y\n1,CCO,0.5\n"}, labelled("q.csv"),
+     Error(r"q\.csv has no column named like sequences \(smiles, canonical_smiles, smi\); columns are "
+           r"\['id', 'mol', 'y'\]: name the column to read with sequence_column", DataFileError)),
     ("tables: not UTF-8", {"q.csv": LATIN1}, table("q.csv"), Error(r"q\.csv is not UTF-8 text \(line 3", DataFileError)),
     ("tables: truncated .gz", {"q.csv.gz": _truncated_gz()}, table("q.csv.gz"), Error(r"q\.csv\.gz is truncated")),
     ("tables: empty file", {"q.csv": ""}, table("q.csv"), Error(r"q\.csv is empty \(no header line\)")),
@@ -212,6 +229,8 @@ CASES = [
      Error(r"marked both valid and invalid \(e\.g\. \['CCO'\]\)", DataFileError)),
     ("pairs: identical duplicates are kept", {"p.csv": "smiles,energy\nCCO,1\nCCN,2\nCCO,1\n"}, pairs("p.csv"),
      [("CCO", 1.0), ("CCN", 2.0), ("CCO", 1.0)]),
+    ("pairs: sequence column by name", {"p.csv": "id,SMILES,energy\n7,CCO,1\n8,CCN,2\n"}, pairs("p.csv", column=None),
+     [("CCO", 1.0), ("CCN", 2.0)]),
     ("pairs: not UTF-8", {"p.csv": "smiles,energy\nCCO,1\nCaf\u00e9,2\n".encode("latin-1")}, pairs("p.csv"),
      Error(r"p\.csv is not UTF-8 text \(line 3", DataFileError)),
 ]
