@@ -9,23 +9,46 @@ config names its own CheckpointIO): written atomically next to their final name,
 resumed from — a truncated or corrupt file, or one from another model config, is an error naming
 the file and what is wrong instead of a deep zip, pickle or size-mismatch traceback. The model is
 built from the run's config, never silently from the checkpoint's hyper-parameters.
+
+A run folder belongs to one run: ``fit`` without ``--ckpt_path`` into a checkpoint folder that
+holds another run's checkpoints is refused (``--overwrite_checkpoints true`` deletes them), and a
+folder being written by a live run is locked (``checkpoint_io.claim_run_folder``). SIGTERM saves
+``last.ckpt`` and exits with 143 (``callbacks.preemption.CheckpointOnSigterm``). Checkpoints load
+as tensors and plain data only; ``--weights_only false`` needs ``--trust_checkpoint_code true``.
+Class paths a checkpoint names are imported only from the project's packages, torch, transformers,
+Lightning and this run's config. Bad input (a config value, an oracle snippet, a checkpoint) ends
+in ``error: …`` naming it, without a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 import lightning as L
-from lightning_modules.checkpoint_io import SafeCheckpointIO, verify_checkpoint_file
+from callbacks.preemption import CheckpointOnSigterm
+from lightning_modules.checkpoint_checks import check_stored_class_paths
+from lightning_modules.checkpoint_io import (SafeCheckpointIO, UnsafeCheckpointError, claim_run_folder, release,
+                                             trust_checkpoint_code, verify_checkpoint_file)
+from networks.architectures import CheckpointError
+from networks.configurable import ConfigError, allow_class_paths, class_paths_in
+from oracles.config import check_oracles_in
+
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
 
 
 class RewardfitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.tokenizer", "data.init_args.tokenizer")
+        parser.add_argument("--overwrite_checkpoints", type=bool, default=False,
+                            help="fit: delete the checkpoints an earlier run left in this run's checkpoint folder")
+        parser.add_argument("--trust_checkpoint_code", type=bool, default=False,
+                            help="allow checkpoints with pickled Python objects (weights_only=false), which "
+                                 "run code when loaded: only for files whose origin you trust")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's version ``torch.load``s the ``--ckpt_path`` file here (a truncated one fails
@@ -35,18 +58,59 @@ class RewardfitCLI(LightningCLI):
         that does not fit it is an error naming what differs (``SafeCheckpointIO``). Only a run
         that names no model takes it from the checkpoint, as Lightning does."""
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
+        settings = self.config[subcommand] if subcommand else self.config
+        allow_class_paths(class_paths_in(settings))  # the run's own classes may be named by checkpoints
+        check_oracles_in(settings.get("model"), "model")  # before anything is sampled
+        trusted = trust_checkpoint_code(settings.get("trust_checkpoint_code"))
+        if settings.get("weights_only") is False and not trusted:
+            raise UnsafeCheckpointError("--weights_only false loads pickled Python objects, which run code "
+                                        "chosen by whoever made the checkpoint; only for a file whose origin you "
+                                        "trust, add --trust_checkpoint_code true")
+        ckpt_path = settings.get("ckpt_path")
+        if not ckpt_path or "://" in str(ckpt_path) or str(ckpt_path).split(":")[0] in LIGHTNING_CKPT_NAMES:
             return
-        verify_checkpoint_file(ckpt_path)
-        if self.config[subcommand].get("model") is None:
+        verify_checkpoint_file(ckpt_path)  # a directory, a text file, a truncated file: an error naming it
+        if settings.get("model") is None:
+            import torch
+
+            stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+            check_stored_class_paths(stored, ckpt_path)  # Lightning imports them next
             super()._parse_ckpt_path()
+
+    def instantiate_classes(self) -> None:
+        """jsonargparse wraps an error raised while building a class in its own (a union's every
+        subtype, the whole namespace); a :class:`ConfigError` is raised as it is."""
+        try:
+            super().instantiate_classes()
+        except Exception as error:
+            cause = error
+            while cause is not None and not isinstance(cause, ConfigError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
+    def before_fit(self) -> None:
+        settings = self.config[self.subcommand]
+        self._run_folder_locks = claim_run_folder(self.trainer, settings.get("ckpt_path"),
+                                                  bool(settings.get("overwrite_checkpoints")))
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            release(getattr(self, "_run_folder_locks", []))
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         strategy = trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default; a configured one stays
-            strategy.checkpoint_io = SafeCheckpointIO(module=self.model)
+            trust = (self.config[self.subcommand] if self.subcommand else self.config).get("trust_checkpoint_code")
+            strategy.checkpoint_io = SafeCheckpointIO(module=self.model, trust_code=bool(trust))
+        if not any(isinstance(c, CheckpointOnSigterm) for c in trainer.callbacks):
+            first_checkpoint = next((i for i, c in enumerate(trainer.callbacks) if c in trainer.checkpoint_callbacks),
+                                    len(trainer.callbacks))
+            trainer.callbacks.insert(first_checkpoint, CheckpointOnSigterm())  # checkpoint callbacks stay last
         return trainer
 
 
@@ -66,4 +130,7 @@ def cli_main(args=None, run: bool = True) -> RewardfitCLI:
 
 
 if __name__ == "__main__":
-    cli_main()
+    try:
+        cli_main()
+    except (CheckpointError, ConfigError) as error:  # bad input, named in the message: no traceback
+        sys.exit(f"error: {error}")

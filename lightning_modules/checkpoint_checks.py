@@ -13,7 +13,7 @@ error: only tensors that do not fit are.
 from __future__ import annotations
 
 from networks.architectures import CheckpointError
-from networks.configurable import UntrustedClassPathError, import_class_path
+from networks.configurable import UntrustedClassPathError, check_class_path, class_paths_in, import_class_path
 
 NETWORK_KEYS = ("policy", "architecture", "encoder", "tokenizer")  # hyper-parameters that shape tensors
 SHOWN = 4  # tensors named per kind of mismatch
@@ -69,6 +69,13 @@ def _same_class(class_path: str, cls: type, path=None) -> bool:
         raise
     except (ImportError, AttributeError, ValueError):
         return class_path.rpartition(".")[2] == cls.__qualname__
+
+
+def check_stored_class_paths(hparams: dict, path=None) -> None:
+    """Refuse, before anything is imported, a checkpoint whose hyper-parameters name a class outside
+    the project's packages, torch/transformers/Lightning and the run's config."""
+    for class_path in sorted(class_paths_in(hparams)):
+        check_class_path(class_path, f"checkpoint {path}" if path else "the checkpoint")
 
 
 def check_compatible(module, checkpoint: dict, path=None) -> None:

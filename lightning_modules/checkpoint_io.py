@@ -230,7 +230,17 @@ def checkpoint_folders(trainer) -> list[Path]:
     return folders
 
 
-def claim_run_folder(trainer, resuming: bool, overwrite: bool = False, rank: int = 0) -> list:
+def resumes(trainer, ckpt_path) -> bool:
+    """Whether ``fit(ckpt_path=...)`` continues a run: a ``ckpt_path``, or none on SLURM with an
+    ``hpc_ckpt_*`` in ``default_root_dir`` (a requeued job; Lightning resumes from it)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if ckpt_path:
+        return True
+    return SLURMEnvironment.detect() and trainer._checkpoint_connector._hpc_resume_path is not None
+
+
+def claim_run_folder(trainer, ckpt_path=None, overwrite: bool = False) -> list:
     """Make sure a new run does not write its checkpoints among another run's.
 
     Each checkpoint folder is locked (``flock``; :func:`release` or the process's end unlocks it), so a second run started into the same
@@ -238,9 +248,13 @@ def claim_run_folder(trainer, resuming: bool, overwrite: bool = False, rank: int
     checkpoint that SLURM's requeue resumes from) is refused if the folders, or
     ``default_root_dir``'s ``hpc_ckpt_*``, already hold checkpoints — Lightning would write
     ``last-v1.ckpt`` beside the other run's ``last.ckpt``, which the documented resume command
-    would then pick up — unless ``overwrite`` (they are deleted). Only ``rank`` 0 locks and deletes."""
+    would then pick up — unless ``overwrite`` (they are deleted). Only global rank 0 locks and
+    deletes. Returns the lock handles for :func:`release`."""
     import fcntl
 
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    rank, resuming = getattr(rank_zero_only, "rank", 0), resumes(trainer, ckpt_path)
     folders = checkpoint_folders(trainer)
     handles = []
     if rank == 0:

@@ -48,6 +48,21 @@ def check_class_path(class_path, where: str = "a stored config") -> str:
         "this run's config are. If you wrote that class, name it in the run's config (class_path) as well")
 
 
+def class_paths_in(config) -> set[str]:
+    """Every ``class_path`` (and Lightning's ``_class_path``) value in nested dicts and lists."""
+    if hasattr(config, "as_dict"):
+        config = config.as_dict()
+    found, stack = set(), [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            found.update(v for k, v in value.items() if k in ("class_path", "_class_path") and isinstance(v, str))
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return found
+
+
 def import_class_path(class_path, where: str = "a stored config"):
     """The object at an allowed ``class_path`` (:func:`check_class_path`), imported."""
     module, _, name = check_class_path(class_path, where).rpartition(".")
