@@ -8,7 +8,8 @@ A caller error (not a list of sequences) raises.
 :class:`MoleculeOracle` holds the machinery molecular oracles share: canonicalise each SMILES,
 score each distinct canonical molecule once per batch, and keep an LRU cache of raw values keyed
 by canonical SMILES (the oracle's configuration is fixed per instance, so the cache key needs
-nothing else). Subclasses implement only ``compute(mol) -> float``.
+nothing else). Subclasses implement only ``compute(mol) -> float``; the user-supplied scorers of
+``oracles.custom`` reuse the same machinery on canonical strings of any ``domain``.
 """
 
 from __future__ import annotations
@@ -20,16 +21,26 @@ from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from oracles.canonical import canonical_smiles
+from oracles.canonical import CANONICALISERS, canonical_smiles
 from oracles.transforms import Identity, Transform
 
 log = logging.getLogger(__name__)
 
-MAX_SMILES_LENGTH = 2000  # longer strings are treated as invalid without parsing
+MAX_SMILES_LENGTH = 2000  # default ``max_length``: longer strings are invalid without being parsed
+
+
+def canonical_text(text: str) -> str | None:
+    """Any non-empty one-line string, as it is (the ``text`` domain: no canonicalisation)."""
+    return text if isinstance(text, str) and text and "\n" not in text and "\r" not in text else None
+
+
+#: the ``domain`` of an oracle's inputs → its canonicaliser (``None`` = invalid)
+DOMAINS = {**CANONICALISERS, "text": canonical_text}
 
 
 @dataclass
@@ -105,8 +116,30 @@ class OracleWorkerError(RuntimeError):
     took longer than the oracle's ``worker_timeout``."""
 
 
+class OracleFailedError(RuntimeError):
+    """A user-supplied scorer failed too many times in a row (``max_consecutive_failures``): the
+    run stops rather than train on penalty energies."""
+
+
 def _score_chunk(oracle: "MoleculeOracle", chunk: list[str]) -> list[tuple[str | None, float]]:
     return oracle.score_uncached(chunk)
+
+
+_NOT_PLAIN = object()
+
+
+def _plain(value):
+    """``value`` as plain data (str/int/float/bool, lists and key-sorted dicts of them), or
+    ``_NOT_PLAIN``."""
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items) else items
+    if isinstance(value, dict):
+        items = {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items.values()) else items
+    return _NOT_PLAIN
 
 
 class MoleculeOracle(Oracle):
@@ -128,16 +161,28 @@ class MoleculeOracle(Oracle):
             molecule that hung would hang again.
         disk_cache: an SQLite file that keeps raw values across runs, keyed by the oracle's
             configuration (class and its settings, not the transform) and canonical SMILES.
+        max_length: inputs longer than this many characters are invalid (penalty) without being
+            parsed — a guard against pathological strings that take RDKit minutes.
     """
 
     parallel_threshold = 128  # fewer uncached molecules than this are scored in process
+    progress_threshold = 1000  # a progress bar (on a terminal) when the pool scores this many
+    domain = "smiles"  # what the inputs are (a key of DOMAINS); the user-supplied oracles take it as a setting
+    # The default lives on the class and only a different value on the instance, so that the
+    # settings recorded with stored samples (alignment.describe) stay what they were before
+    # max_length was a parameter.
+    max_length = MAX_SMILES_LENGTH
 
     def __init__(self, transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
                  cache_size: int = 200_000, n_workers: int = 1, disk_cache: str | None = None,
-                 worker_timeout: float | None = None):
+                 worker_timeout: float | None = None, max_length: int = MAX_SMILES_LENGTH):
         super().__init__(transform, penalty, name)
         if worker_timeout is not None and not worker_timeout > 0:
             raise ValueError(f"worker_timeout must be a positive number of seconds or None, got {worker_timeout}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive number of characters, got {max_length!r}")
+        if max_length != type(self).max_length:
+            self.max_length = max_length
         self.cache_size = cache_size
         self.n_workers = max(1, int(n_workers))
         self.worker_timeout = worker_timeout
@@ -145,6 +190,7 @@ class MoleculeOracle(Oracle):
         self._canonical: OrderedDict[str, str | None] = OrderedDict()
         self._cache: OrderedDict[str, float] = OrderedDict()
         self._pool = None
+        self._sink = None  # while the disk cache is open: saves values as they come (see save_progress)
 
     def compute(self, mol) -> float:
         raise NotImplementedError
@@ -162,6 +208,7 @@ class MoleculeOracle(Oracle):
     def __getstate__(self) -> dict:  # picklable for DataLoader workers / process pools; no caches
         state = dict(self.__dict__)
         state["_canonical"], state["_cache"], state["_pool"] = OrderedDict(), OrderedDict(), None
+        state["_sink"] = None
         return state
 
     def close(self, kill: bool = False) -> None:
@@ -174,11 +221,22 @@ class MoleculeOracle(Oracle):
             self._pool.shutdown(wait=not kill, cancel_futures=True)
             self._pool = None
 
-    def score_uncached(self, strings: Sequence[str]) -> list[tuple[str | None, float]]:
-        """(canonical SMILES, raw value) for each input string, each distinct molecule once."""
+    def canonical_forms(self, strings: Sequence[str]) -> list[str | None]:
+        """The canonical form of each string in the oracle's ``domain``; ``None`` where invalid or
+        longer than ``max_length``."""
+        canonicalise = canonical_smiles if self.domain == "smiles" else DOMAINS[self.domain]
+        return [canonicalise(s) if isinstance(s, str) and len(s) <= self.max_length else None for s in strings]
+
+    def score_uncached(self, strings: Sequence[str]) -> list[tuple[str | None, float | None]]:
+        """(canonical SMILES, raw value) for each input string, each distinct molecule once.
+
+        A raw value of ``None`` (user-supplied scorers only) means "no answer this time" — a
+        failed batch of an external program, an exception — which gets the penalty now and is
+        not cached, so the molecule is scored again when it comes back. NaN is an answer
+        ("invalid") and is cached."""
         from rdkit import Chem
 
-        canonical = [canonical_smiles(s) if len(s) <= MAX_SMILES_LENGTH else None for s in strings]
+        canonical = self.canonical_forms(strings)
         distinct = list(dict.fromkeys(c for c in canonical if c is not None))
         values = dict(zip(distinct, self.compute_batch([Chem.MolFromSmiles(c) for c in distinct])))
         return [(c, values[c] if c is not None else float("nan")) for c in canonical]
@@ -198,9 +256,15 @@ class MoleculeOracle(Oracle):
         chunks = [strings[i:i + size] for i in range(0, len(strings), size)]
         for attempt in (1, 2):
             try:
-                results = list(self._pool.map(_score_chunk, [self] * len(chunks), chunks,
-                                              timeout=self.worker_timeout))
-                return [pair for part in results for pair in part]
+                results = self._pool.map(_score_chunk, [self] * len(chunks), chunks, timeout=self.worker_timeout)
+                done = []
+                for part in self.progress(results, len(chunks), len(strings) < self.progress_threshold):
+                    self.save_progress(part)
+                    done.extend(part)
+                return done
+            except OracleFailedError:
+                self.close(kill=True)
+                raise
             except FuturesTimeout as error:
                 self.close(kill=True)
                 raise OracleWorkerError(
@@ -227,25 +291,45 @@ class MoleculeOracle(Oracle):
                 self.close()
                 return self.score_uncached(strings)
 
+    def save_progress(self, pairs: Sequence[tuple[str | None, float | None]]) -> None:
+        """Write (canonical form, raw value) pairs to the disk cache now, when one is open — called
+        by slow scorers after each batch, so that what was scored before an interruption is not
+        scored again after a restart."""
+        if self._sink is not None:
+            self._sink(pairs)
+
+    def progress(self, items, total: int, hidden: bool = False):
+        """``items`` behind a progress bar named after the oracle — shown on a terminal only, and
+        not when ``hidden`` (small batches: an online step should not draw a bar each time)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(items, total=total, desc=f"oracle {self.name}", leave=False, disable=True if hidden else None)
+
     def _remember(self, cache: OrderedDict, key, value) -> None:
         cache[key] = value
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
 
+    #: settings that do not change a raw value, so are not part of the disk cache's key
+    cache_insensitive = frozenset({"transform", "penalty", "name", "cache_size", "n_workers", "disk_cache",
+                                   "worker_timeout", "max_length"})
+
     def cache_namespace(self) -> str:
-        """What the raw values depend on: the class and its plain settings (not the transform)."""
-        skip = {"transform", "penalty", "name", "cache_size", "n_workers", "disk_cache", "worker_timeout"}
-        settings = {k: v for k, v in sorted(vars(self).items())
-                    if k not in skip and not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+        """What the raw values depend on: the class and its plain settings (not the transform) —
+        strings, numbers, and lists or dicts of them (an external program's command and
+        environment)."""
+        settings = {k: _plain(v) for k, v in sorted(vars(self).items())
+                    if k not in self.cache_insensitive and not k.startswith("_") and _plain(v) is not _NOT_PLAIN}
         return f"{type(self).__module__}.{type(self).__qualname__}{settings}"
 
-    def _score_with_disk(self, strings: list[str]) -> list[tuple[str | None, float]]:
+    def _score_with_disk(self, strings: list[str]) -> list[tuple[str | None, float | None]]:
         import sqlite3
 
-        canonical = [canonical_smiles(s) if len(s) <= MAX_SMILES_LENGTH else None for s in strings]
+        canonical = self.canonical_forms(strings)
         distinct = list(dict.fromkeys(c for c in canonical if c is not None))
         namespace = self.cache_namespace()
-        with sqlite3.connect(self.disk_cache, timeout=60) as db:
+        Path(self.disk_cache).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(Path(self.disk_cache).expanduser(), timeout=60) as db:
             db.execute("CREATE TABLE IF NOT EXISTS raw (oracle TEXT, smiles TEXT, value REAL, "
                        "PRIMARY KEY (oracle, smiles))")
             known: dict[str, float] = {}
@@ -255,9 +339,19 @@ class MoleculeOracle(Oracle):
                                   f"({','.join('?' * len(part))})", [namespace, *part]).fetchall()
                 known.update((k, float("nan") if v is None else v) for k, v in rows)
             missing = [c for c in distinct if c not in known]
-            fresh = {c: v for c, (_, v) in zip(missing, self._score_parallel(missing))}
-            db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?)",
-                           [(namespace, c, None if np.isnan(v) else v) for c, v in fresh.items()])
+
+            def save(pairs) -> None:  # a failed batch's None is not stored
+                db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?)",
+                               [(namespace, c, None if np.isnan(v) else v) for c, v in pairs
+                                if c is not None and v is not None])
+                db.commit()
+
+            self._sink = save
+            try:
+                fresh = {c: v for c, (_, v) in zip(missing, self._score_parallel(missing))}
+            finally:
+                self._sink = None
+            save(fresh.items())
         known.update(fresh)
         return [(c, known[c] if c is not None else float("nan")) for c in canonical]
 
@@ -279,15 +373,17 @@ class MoleculeOracle(Oracle):
             if c in self._cache:
                 value_of[c] = self._cache[c]
                 self._cache.move_to_end(c)
-        evicted = [c for c in missing if c not in value_of]
-        for c, (_, v) in zip(evicted, self.score_uncached(evicted)):
+        evicted = [c for c in missing if c not in value_of]  # or not cached: the last try failed
+        for c, (_, v) in zip(evicted, scorer(evicted) if evicted else []):  # a canonical form is its own
             value_of[c] = v
         for s in strings:
             self._remember(self._canonical, s, canon_of[s])
         for c, v in value_of.items():
-            self._remember(self._cache, c, v)
+            if v is not None:  # None: no answer this time (see score_uncached), asked again next time
+                self._remember(self._cache, c, v)
         canonical = [canon_of.get(x) if isinstance(x, str) else None for x in batch]
-        values = np.array([value_of[c] if c is not None else np.nan for c in canonical], dtype=np.float64)
+        values = np.array([value_of[c] if c is not None and value_of[c] is not None else np.nan for c in canonical],
+                          dtype=np.float64)
         return canonical, values
 
     def __call__(self, sequences: Sequence[str]) -> Scores:
