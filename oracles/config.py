@@ -27,7 +27,8 @@ def unimplemented(cls) -> bool:
     if cls.__call__ is Oracle.__call__:
         return True
     return (issubclass(cls, MoleculeOracle) and cls.compute is MoleculeOracle.compute
-            and cls.compute_batch is MoleculeOracle.compute_batch)
+            and cls.compute_batch is MoleculeOracle.compute_batch
+            and cls.score_uncached is MoleculeOracle.score_uncached)  # oracles.custom scores strings
 
 
 def _resolve(class_path: str):
