@@ -185,7 +185,7 @@ def read_table(path: str | Path):
     return frame
 
 
-def _table_delimiter(path: Path) -> str | None:
+def table_delimiter(path: Path) -> str | None:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] == ".csv":
         return ","
@@ -207,7 +207,7 @@ def read_records(
     column is :func:`sequence_column`'s choice.
     """
     path = Path(path).expanduser()
-    delimiter = _table_delimiter(path)
+    delimiter = table_delimiter(path)
     with open_text(path) as handle:
         if delimiter is None:
             if column is not None or where or exclude:

@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 def _rows(path: Path, column: str | None, domain: str | None):
     """The input's sequences, in order. The header (and the column) is read now, so that a wrong
     column stops the command before anything is scored."""
-    from datamodules.sources import DataFileError, open_text, sequence_column
+    from datamodules.sources import DataFileError, open_text, sequence_column, table_delimiter
 
-    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    delimiter = {".csv": ",", ".tsv": "\t"}.get(suffixes[-1] if suffixes else "")
+    delimiter = table_delimiter(path)
+    if delimiter is None and column is not None:
+        raise DataFileError(f"{path}: --column needs a .csv or .tsv input; this file is read one sequence per line")
     handle = open_text(path)
     if delimiter is None:
         def lines():

@@ -147,6 +147,9 @@ CASES = [
      Error(r"several columns named like sequences \['smiles', 'canonical_smiles'\]", SystemExit)),
     ("score: --column still wins", {"m.csv": "id,structure\n1,CCO\n"}, score("m.csv", "s.csv", "--column", "structure"),
      ["CCO"]),
+    ("score: --column on a one-per-line file", {"m.smi": "CCO ethanol\n"}, score("m.smi", "s.csv", "--column", "x"),
+     Error(r"m\.smi: --column needs a \.csv or \.tsv input", SystemExit)),
+    ("score: .tab is a table too", {"m.tab": "id\tsmiles\n1\tCCO\n"}, score("m.tab", "s.csv"), ["CCO"]),
     ("score: truncated .gz", {"m.smi.gz": _truncated_gz()}, score("m.smi.gz", "s.csv"),
      Error(r"m\.smi\.gz is truncated: its gzip stream ends early after line \d+.*download the file again \(gzip -t "
            r"checks it\); no output written", SystemExit)),
