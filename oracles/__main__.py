@@ -83,12 +83,6 @@ def _check_paths(input_path: Path, output: Path) -> None:
                          "give another output path")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def score(oracle_config: Path, input_path: Path, output: Path, column: str | None = None,
           batch_size: int = 1024, workers: int = 1) -> int:
     """Score ``input_path`` into ``output`` (a new CSV, see the module docstring); the number of rows.
@@ -99,6 +93,7 @@ def score(oracle_config: Path, input_path: Path, output: Path, column: str | Non
     or has no column to read (see :func:`datamodules.sources.sequence_column`). The output is
     created with the user's umask, like any file they write."""
     from datamodules.sources import DataFileError
+    from networks.files import honour_umask
     from oracles.config import oracle_from_config
 
     _check_paths(input_path, output)
@@ -140,7 +135,7 @@ def score(oracle_config: Path, input_path: Path, output: Path, column: str | Non
             what = "no rows" if n == 0 else f"{n} row(s), all empty"
             where = f" in column {column!r}" if column else ""
             raise SystemExit(f"error: {input_path} has nothing to score{where}: {what}; no output written")
-        os.chmod(tmp, 0o666 & ~_umask())
+        honour_umask(tmp)  # mkstemp's 0600 would stay on the renamed file
         os.replace(tmp, output)
     except DataFileError as err:
         raise SystemExit(f"error: {err}; no output written") from err
