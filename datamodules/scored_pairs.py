@@ -108,7 +108,11 @@ def read_scored_samples(path: str | Path, tokenizer, sequence_column: str | None
             raise DataFileError(f"{path}: column 'ref_logprob' has non-finite values")
     out = _resolve_duplicates(out, path, duplicates)  # keeps the frame's row labels
     if "input_ids" in frame.columns:
-        out["input_ids"] = [list(map(int, ids)) for ids in frame["input_ids"].loc[out.index]]
+        try:
+            out["input_ids"] = [list(map(int, ids)) for ids in frame["input_ids"].loc[out.index]]
+        except (TypeError, ValueError) as err:
+            raise DataFileError(f"{path}: column 'input_ids' must hold lists of token ids (as OfflineAlignment's "
+                                "Parquet does); drop the column to have the sequences tokenised") from err
     else:
         out["input_ids"] = _encode(list(out["sequence"]), out["valid"].to_numpy(bool), tokenizer, path)
         dropped = out["input_ids"].isna()

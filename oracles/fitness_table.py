@@ -168,6 +168,8 @@ class FitnessTable(Oracle):
             sites = table_sites
         if sites is None:
             raise LandscapeError(f"{table} has no muts column: give the sites (1-indexed)")
+        if any(isinstance(s, bool) or int(s) != s for s in sites):
+            raise LandscapeError(f"sites {list(sites)} must be whole numbers (1-indexed positions in the parent)")
         self.sites = [int(s) for s in sites]
         bad = [s for s in self.sites if not 1 <= s <= len(self.parent)]
         if bad:

@@ -201,6 +201,8 @@ CASES = [
     ("fitness: wrong parent, no HD = 0 row", {"f.csv": "Variants,HD,Fitness\nAT,1,0.06\nNA,2,0.5\n"},
      fitness("f.csv", "MKAA", [], sites=[2, 3]),
      Error(r"are 'KA', but 2 row\(s\) have another HD .*line 2: 'AT HD 1', line 3: 'NA HD 2'", LandscapeError)),
+    ("fitness: a site that is not a whole number", {"f.csv": "AAs,fitness\nKT,1\n"},
+     fitness("f.csv", "MKTA", [], sites=[2.5, 3]), Error(r"sites \[2\.5, 3\] must be whole numbers")),
     ("fitness: a letter that is no amino acid", {"f.csv": "AAs,fitness\nKT,1\nXT,0.5\n"},
      fitness("f.csv", "MKTA", [], sites=[2, 3]),
      Error(r"f\.csv: 1 variant\(s\) in column 'AAs' with letters outside the 20 amino acids.*line 3: 'XT'")),
@@ -234,6 +236,8 @@ CASES = [
      [("CCO", 1.0), ("CCN", 2.0), ("CCO", 1.0)]),
     ("pairs: sequence column by name", {"p.csv": "id,SMILES,energy\n7,CCO,1\n8,CCN,2\n"}, pairs("p.csv", column=None),
      [("CCO", 1.0), ("CCN", 2.0)]),
+    ("pairs: input_ids that are not token lists", {"p.csv": "smiles,energy,input_ids\nCCO,1,[1 2]\nCCN,2,[1 3]\n"},
+     pairs("p.csv"), Error(r"p\.csv: column 'input_ids' must hold lists of token ids", DataFileError)),
     ("pairs: not UTF-8", {"p.csv": "smiles,energy\nCCO,1\nCaf\u00e9,2\n".encode("latin-1")}, pairs("p.csv"),
      Error(r"p\.csv is not UTF-8 text \(line 3", DataFileError)),
 ]
