@@ -262,8 +262,8 @@ class MoleculeOracle(Oracle):
                     self.save_progress(part)
                     done.extend(part)
                 return done
-            except OracleFailedError:
-                self.close(kill=True)
+            except OracleFailedError:  # the user's scorer gives up; the other workers' chunks end as quickly
+                self.close()
                 raise
             except FuturesTimeout as error:
                 self.close(kill=True)

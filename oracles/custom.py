@@ -28,6 +28,7 @@ import inspect
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import signal
@@ -300,13 +301,18 @@ class PythonFunction(_UserScorer):
         distinct = list(dict.fromkeys(c for c in canonical if c is not None))
         call = self._call()
         value_of: dict[str, float | None] = {}
+        # a bar for long in-process runs; none in the pool's workers (the parent shows one per chunk)
+        bar = self.progress(None, len(distinct), hidden=len(distinct) < self.progress_threshold
+                            or multiprocessing.parent_process() is not None)
         try:
             for start in range(0, len(distinct), self.batch_size):
                 part = distinct[start:start + self.batch_size]
                 values = self._batch(part, call) if self.batched else [self._one(s, call) for s in part]
                 value_of.update(zip(part, values))
                 self.save_progress(list(zip(part, values)))
+                bar.update(len(part))
         finally:
+            bar.close()
             self._problems.flush()
         return [(c, value_of[c] if c is not None else math.nan) for c in canonical]
 

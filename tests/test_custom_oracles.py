@@ -116,6 +116,18 @@ def test_python_function_stops_after_repeated_exceptions(user_module):
         oracle(["CCC", "CCCC", "CCCCC"])
 
 
+def test_python_function_in_worker_processes(user_module):
+    """n_workers: the oracle travels to forked workers without its callable, which is imported there
+    again; a function that fails on everything still stops the run, from a worker too."""
+    name, _ = user_module
+    mols = ["C" * k + "O" for k in range(1, 201)]
+    scores = PythonFunction(f"{name}:score", n_workers=2)(mols)
+    assert scores.values["score"].tolist() == [k + 1 for k in range(1, 201)]
+    assert sys.modules[name].CALLS == []  # all of it was computed in the workers
+    with pytest.raises(OracleFailedError, match="failed 5 times in a row"):
+        PythonFunction(f"{name}:always_fails", n_workers=2, max_consecutive_failures=5)(mols)
+
+
 def test_python_function_configuration_errors(user_module, tmp_path):
     name, path = user_module
     with pytest.raises(ValueError, match="'package.module:callable'"):
