@@ -12,7 +12,9 @@ finishes, its rows go into ``--csv`` (default ``docs/results/mo_protocol.csv``, 
 atomically) and the report is rebuilt. A run whose final row (step T) is already in the CSV is
 skipped, so the command can be stopped at any point (a session ending, a kill) and started again:
 only the run that was cut short is redone, from step 0 (its partial evaluations are kept aside as
-``evals.interrupted.csv``).
+``evals.interrupted.csv``); a run that finished training but was never recorded is collected
+from its ``evals.csv``. Runners may work side by side on different seeds or methods: each marks
+the run it trains (``running.pid``) and the others skip it.
 
 ``report`` rebuilds from the CSV: a summary table at each run's last step (mean ± standard error
 over seeds of the average reward, per-objective rewards, balance, KL, validity, …;
@@ -26,10 +28,14 @@ KL to the reference) and ``mo_protocol_<task>_oracle.png`` (against oracle calls
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,9 +63,47 @@ def finished(csv: Path, task: str, method: str, seed: int, steps: int, w: str = 
     return bool(hit.any())
 
 
+@contextlib.contextmanager
+def locked(csv: Path):
+    """Hold a lock file for ``csv`` (in the temporary directory, named by the CSV's absolute path,
+    so none lands in the repository) exclusively: runners started side by side never interleave
+    their read-modify-write of the results file."""
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(str(csv.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"mo_protocol-{key}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def claim(run_dir: Path) -> bool:
+    """Mark ``run_dir`` as being trained by this process; False when a live runner holds it
+    (several runners may share the queue: ``run --seeds 0 2 4`` beside ``run --seeds 1 3``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / "running.pid"
+    try:
+        pid = int(marker.read_text().strip())
+        if pid != os.getpid():
+            os.kill(pid, 0)
+            return False
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+    except PermissionError:  # alive, another user's
+        return False
+    marker.write_text(f"{os.getpid()}\n")
+    return True
+
+
 def add_rows(csv: Path, rows: pd.DataFrame) -> None:
     """Append a finished run's rows to ``csv`` (replacing any earlier rows of the same run),
     written to a temporary file and renamed, so a kill mid-write never truncates the results."""
+    with locked(csv):
+        _add_rows(csv, rows)
+
+
+def _add_rows(csv: Path, rows: pd.DataFrame) -> None:
     frame = rows
     if csv.is_file():
         old = pd.read_csv(csv, dtype={"w": str})
@@ -84,6 +128,17 @@ def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python
 def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path, python: str) -> bool:
     run_dir = runs / task / f"{method}_s{seed}"
     evals = run_dir / "evals.csv"
+    if not claim(run_dir):
+        print(f"{task} {method} seed {seed}: another runner is training it, skipped", flush=True)
+        return False
+    if evals.is_file() and (pd.read_csv(evals, usecols=["step"]).step == steps).any():
+        # trained to the end, but its runner stopped before recording it: collect, do not retrain
+        rows = pd.read_csv(evals, dtype={"w": str})
+        rows["run_wall_s"] = rows.wall_s.max()  # from training start (the process start is not known)
+        add_rows(csv, rows)
+        (run_dir / "running.pid").unlink(missing_ok=True)
+        print(f"{task} {method} seed {seed}: finished earlier, collected from {evals}", flush=True)
+        return True
     if evals.is_file():  # an earlier attempt was cut short: keep its rows aside, start again
         shutil.move(evals, run_dir / "evals.interrupted.csv")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +159,7 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
         return False
     rows["run_wall_s"] = round(wall, 1)
     add_rows(csv, rows)
+    (run_dir / "running.pid").unlink(missing_ok=True)
     print(f"  done in {wall / 60:.1f} min; rows added to {csv}", flush=True)
     return True
 
@@ -117,7 +173,8 @@ def run(args) -> None:
                     print(f"{task} {method} seed {seed}: in {csv}, skipped", flush=True)
                     continue
                 if run_one(task, method, seed, args.steps, Path(args.runs), csv, args.python):
-                    report(csv, Path(args.img_dir), quiet=True)
+                    with locked(csv):
+                        report(csv, Path(args.img_dir), quiet=True)
 
 
 # --------------------------------------------------------------------------- report

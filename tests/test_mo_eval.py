@@ -145,7 +145,8 @@ def _rows(method, seed, rewards, kls=(0.0, 0.01, 0.02), steps=(0, 50, 100)):
     return pd.DataFrame({"task": "t", "method": method, "w": mo_protocol.UNIFORM, "seed": seed, "step": list(steps),
                          "average_reward": list(rewards), "reward_sd": 0.1, "balance_cv": 0.5, "icv": 2.0,
                          "kl": list(kls), "samples/validity": 0.9, "samples/uniqueness": 1.0,
-                         "samples/intdiv1": 0.8, "oracle_calls": [0, 100, 200], "expert_updates": [0, 2, 4],
+                         "samples/intdiv1": 0.8, "oracle_calls": [2 * s for s in steps],
+                         "expert_updates": [s // 25 for s in steps],
                          "reward/a": list(rewards), "precision": "32-true", "run_wall_s": 60.0})
 
 
@@ -184,3 +185,29 @@ def test_report_pairs_seeds_and_tests_irs_against_each_baseline(tmp_path):
     assert (tmp_path / "img" / "mo_protocol_t_kl.png").is_file()
     assert (tmp_path / "img" / "mo_protocol_t_oracle.png").is_file()
     assert "irs - rs" in (tmp_path / "results_summary.md").read_text()
+
+
+def test_side_by_side_runners_never_train_the_same_run(tmp_path):
+    import os
+
+    run_dir = tmp_path / "qm9_tri" / "irs_s0"
+    assert mo_protocol.claim(run_dir) and (run_dir / "running.pid").read_text().strip() == str(os.getpid())
+    (run_dir / "running.pid").write_text(f"{os.getppid()}\n")  # a live process holds it
+    assert not mo_protocol.claim(run_dir)
+    (run_dir / "running.pid").write_text("999999999\n")  # a runner that died
+    assert mo_protocol.claim(run_dir)
+
+
+def test_a_run_trained_to_the_end_but_not_recorded_is_collected_not_retrained(tmp_path):
+    runs, csv = tmp_path / "runs", tmp_path / "results.csv"
+    run_dir = runs / "t" / "irs_s0"
+    run_dir.mkdir(parents=True)
+    _rows("irs", 0, [0.0, 0.1, 0.2]).drop(columns="run_wall_s").assign(wall_s=[1.0, 50.0, 99.0]).to_csv(
+        run_dir / "evals.csv", index=False)
+    assert mo_protocol.run_one("t", "irs", 0, 100, runs, csv, python="/bin/false")  # /bin/false: no training
+    assert mo_protocol.finished(csv, "t", "irs", 0, 100) and pd.read_csv(csv).run_wall_s.iloc[0] == 99.0
+    # cut short (no step-100 row): kept aside, and training is tried again (here it fails, recording nothing)
+    (runs / "t" / "rs_s0").mkdir()
+    _rows("rs", 0, [0.0, 0.1], steps=(0, 50), kls=(0, 0)).to_csv(runs / "t" / "rs_s0" / "evals.csv", index=False)
+    assert not mo_protocol.run_one("t", "rs", 0, 100, runs, csv, python="/bin/false")
+    assert (runs / "t" / "rs_s0" / "evals.interrupted.csv").is_file() and not mo_protocol.finished(csv, "t", "rs", 0, 100)
