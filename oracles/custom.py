@@ -111,6 +111,12 @@ def load_callable(spec: str) -> tuple[Callable, Path | None]:
     return target, Path(source) if source and Path(source).is_file() else None
 
 
+CONSEQUENCES = {
+    "the function raised": "the sequence gets the penalty energy this time, uncached, and is asked again later",
+    "a batched call failed": "its sequences were passed again one at a time",
+}
+
+
 class _Problems:
     """Per-sequence problems of a user-supplied scorer: counted by kind; the first time a kind
     occurs it is logged as a warning with the first examples of that scoring call."""
@@ -131,8 +137,9 @@ class _Problems:
     def flush(self) -> None:
         for kind, examples in self.pending.items():
             self.warned.add(kind)
-            log.warning("oracle %r: %s — the sequence is invalid (penalty energy); e.g. %s. Later cases are "
-                        "counted (oracle.problem_counts), not logged", self.oracle, kind, "; ".join(examples))
+            log.warning("oracle %r: %s — %s; e.g. %s. Later cases are counted (oracle.problem_counts), not logged",
+                        self.oracle, kind, CONSEQUENCES.get(kind, "the sequence is invalid (penalty energy)"),
+                        "; ".join(examples))
         self.pending = {}
 
 
@@ -291,7 +298,7 @@ class PythonFunction(_UserScorer):
             if len(sequences) == 1:
                 self._raised(sequences[0], error)
                 return [None]
-            self._problems.add("a batched call failed, retried one by one", f"{type(error).__name__}: {error}")
+            self._problems.add("a batched call failed", f"{type(error).__name__}: {error}")
             return [value for s in sequences for value in self._batch([s], call)]
         self._failures_in_a_row = 0
         return [self._number(v, s) for v, s in zip(values, sequences)]

@@ -106,6 +106,7 @@ def test_python_function_batched_retries_a_failing_batch_one_by_one(user_module)
     assert scores.valid.tolist() == [True, False, True, True, True]
     assert scores.values["score_batch"][[0, 2, 3, 4]].tolist() == [3, 4, 2, 1]
     assert scores.energies.tolist() == [0.0, 10.0, 0.5, 0.5, 2.0]
+    assert oracle.problem_counts == {"a batched call failed": 1, "the function raised": 1}
 
 
 def test_python_function_stops_after_repeated_exceptions(user_module):
