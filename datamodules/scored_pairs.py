@@ -61,9 +61,10 @@ def read_scored_samples(path: str | Path, tokenizer, sequence_column: str | None
     ``sequence_column`` defaults to the one column named like sequences (``sequence``, ``smiles``,
     …; see :func:`datamodules.sources.sequence_column`). Errors name the file, the column and
     example rows: a missing column, a non-numeric or non-finite energy (a penalty is the oracle's
-    business, not a silent default here), a ``valid`` cell that is not a boolean. A sequence the tokenizer cannot encode is an error if the file
-    marks it valid; if it is marked invalid it is left out, with a warning that counts such rows
-    (the policy gives no probability to a string it cannot write, so there is nothing to train).
+    business, not a silent default here), a ``valid`` cell that is not a boolean. A sequence the
+    tokenizer cannot encode is an error if the file marks it valid; if it is marked invalid it is
+    left out, with a warning that counts such rows (the policy gives no probability to a string it
+    cannot write, so there is nothing to train).
 
     A sequence in several rows with *different* energies (or ``valid`` flags) — replicate
     measurements, two files concatenated — is an error by default (``duplicates: error``): which

@@ -77,7 +77,8 @@ def _check_paths(input_path: Path, output: Path) -> None:
         what = "is a directory, not a file" if input_path.is_dir() else "not found"
         raise SystemExit(f"error: input file {input_path} {what}")
     if output.is_dir():
-        raise SystemExit(f"error: --output {output} is a directory; give a file path, e.g. {os.path.join(output, 'scores.csv')}")
+        example = os.path.join(output, "scores.csv")
+        raise SystemExit(f"error: --output {output} is a directory; give a file path, e.g. {example}")
     if output.resolve() == input_path.resolve() or (output.exists() and os.path.samefile(output, input_path)):
         raise SystemExit(f"error: --output {output} is the input file: the scores would replace your data; "
                          "give another output path")
