@@ -30,6 +30,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 import lightning as L
+from cluster.config_files import PARSER_KWARGS, enable_interpolation, expand_moved
 from callbacks.preemption import CheckpointOnSigterm
 from lightning_modules.checkpoint_checks import check_stored_class_paths
 from lightning_modules.checkpoint_io import (SafeCheckpointIO, UnsafeCheckpointError, claim_run_folder, release,
@@ -60,7 +61,8 @@ class RewardfitCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         settings = self.config[subcommand] if subcommand else self.config
         allow_class_paths(class_paths_in(settings))  # the run's own classes may be named by checkpoints
-        check_oracles_in(settings.get("model"), "model")  # before anything is sampled
+        files = ", ".join(str(path) for path in settings.get("config") or []) or "the command line"
+        check_oracles_in({"model": settings.get("model")}, files)  # before anything is sampled
         trusted = trust_checkpoint_code(settings.get("trust_checkpoint_code"))
         if settings.get("weights_only") is False and not trusted:
             raise UnsafeCheckpointError("--weights_only false loads pickled Python objects, which run code "
@@ -116,6 +118,9 @@ class RewardfitCLI(LightningCLI):
 
 def cli_main(args=None, run: bool = True) -> RewardfitCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    enable_interpolation()  # ${trainer.default_root_dir} across composed configs (cluster/config_files.py)
+    if args is None or isinstance(args, list):
+        args = expand_moved(sys.argv[1:] if args is None else args)  # configs/moved.yaml
     return RewardfitCLI(
         L.LightningModule,
         None,  # any LightningDataModule subclass; optional, as offline alignment makes its own data
@@ -124,6 +129,7 @@ def cli_main(args=None, run: bool = True) -> RewardfitCLI:
         # A requeued SLURM job writes its config again into the same directory.
         save_config_callback=SaveConfigCallback,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs=PARSER_KWARGS,
         args=args,
         run=run,
     )

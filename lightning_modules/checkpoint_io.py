@@ -113,8 +113,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     Checkpoints are loaded with ``torch.load(weights_only=True)``: tensors and plain data only,
     which is all rewardfit writes. Unpickling arbitrary Python objects runs code chosen by whoever
-    made the file, so ``weights_only=False`` is refused unless ``trust_code`` is set (``main.py``:
-    ``--trust_checkpoint_code true``, or ``REWARDFIT_TRUST_CHECKPOINT_CODE=1``).
+    made the file: that happens only when a caller passes ``weights_only=False`` itself or
+    ``trust_code`` is set (``main.py`` refuses ``--weights_only false`` unless
+    ``--trust_checkpoint_code true`` or ``REWARDFIT_TRUST_CHECKPOINT_CODE=1``, and then sets it).
 
     Args:
         module: when set, each loaded checkpoint is checked against this LightningModule's
@@ -164,11 +165,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         local = "://" not in str(path)
-        if weights_only is False and not self.trust_code:
-            raise UnsafeCheckpointError(
-                f"refusing to load checkpoint {path} with weights_only=False: unpickling runs whatever "
-                f"code the file names. Only for a file whose origin you trust, opt in with "
-                f"--trust_checkpoint_code true (or {TRUST_ENV}=1)")
         if weights_only is None:  # torch's default can be switched off by an environment variable
             weights_only = not self.trust_code
         if local:

@@ -42,10 +42,9 @@ def _resolve(class_path: str):
 def check_oracles_in(config, where: str = "the config") -> None:
     """Raise :class:`ConfigError` for any oracle in a parsed config (a jsonargparse Namespace, or
     dicts and lists) whose class is an abstract base — a snippet without ``class_path``."""
-    if hasattr(config, "as_dict"):
-        config = config.as_dict()
-
     def walk(value, key: str, source: str) -> None:
+        if hasattr(value, "as_dict"):
+            value = value.as_dict()
         if isinstance(value, dict):
             source = str(value.get("__path__") or source)
             class_path = value.get("class_path")
