@@ -96,6 +96,8 @@ class RewardfitCLI(LightningCLI):
         settings = self.config[self.subcommand]
         self._run_folder_locks = claim_run_folder(self.trainer, settings.get("ckpt_path"),
                                                   bool(settings.get("overwrite_checkpoints")))
+        # the saved config.yaml must not carry the one-off permissions into a rerun from it
+        settings.overwrite_checkpoints = settings.trust_checkpoint_code = False
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lightning_modules.alignment import describe, write_summary  # noqa: E402
-from lightning_modules.checkpoint_io import verify_checkpoint_file  # noqa: E402
+from lightning_modules.checkpoint_io import SafeCheckpointIO, verify_checkpoint_file  # noqa: E402
 
 
 def final_checkpoint(run_dir: Path) -> Path:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         if key not in references:  # the untrained module's policy is its reference
             references[key] = module.evaluate_policy(args.n, args.seed)
             references[key]["samples/kl_to_reference"] = 0.0
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = SafeCheckpointIO().load_checkpoint(checkpoint, map_location="cpu")  # tensors and plain data only
         module.load_state_dict(state["state_dict"])
         policy = module.evaluate_policy(args.n, args.seed)
         summary = {**module.summary(references[key], policy, step=state["global_step"]),
