@@ -14,13 +14,15 @@ hit ``max_new_tokens``; ``attention_mask`` marks ``<bos>…tk``.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from networks.decoding import stepper_for
+from networks.precision import autocast, compute_dtype
 
 
 @dataclass
@@ -94,12 +96,16 @@ def sample(
     generator: torch.Generator | None = None,
     return_model_logprobs: bool = False,
     decoder: TokenDecoder | None = None,
+    precision: str | torch.dtype | None = None,
 ) -> SampleBatch:
     """Draw ``n`` sequences, ``batch_size`` at a time, stopping each row at ``<eos>``.
 
     Reproducible: the same ``generator`` seed (on the model's device) gives the same samples.
+    ``precision`` (``auto``/``bf16``/``fp32``): the compute precision; ``None`` follows an active
+    autocast, else the ``REWARDFIT_PRECISION`` setting (:mod:`networks.precision`).
     """
     device = next(model.parameters()).device
+    dtype = compute_dtype(device, precision)
     decoder = decoder or TokenDecoder(tokenizer)
     was_training = model.training
     model.eval()
@@ -107,7 +113,7 @@ def sample(
     try:
         for start in range(0, n, batch_size):
             parts.append(_sample_batch(model, tokenizer, min(batch_size, n - start), max_new_tokens,
-                                       temperature, top_k, top_p, generator, return_model_logprobs, device))
+                                       temperature, top_k, top_p, generator, return_model_logprobs, device, dtype))
     finally:
         model.train(was_training)
     width = max(p[0].size(1) for p in parts)
@@ -120,60 +126,55 @@ def sample(
     return SampleBatch(ids, mask, logprobs, model_lp, finished, decoder(ids))
 
 
-def _cache_keyword(model) -> str:
-    """The KV cache's name in the model's forward and output: ``cache`` from transformers 5.x
-    (``past_key_values`` is deprecated there, to be removed in 5.40), ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _select_rows(past, keep: torch.Tensor) -> None:
-    """Keep only the cached keys/values of the rows in ``keep`` (in place)."""
-    for layer in getattr(past, "layers", []):
-        layer.batch_select_indices(keep)
+def _fill_holes(still: torch.Tensor) -> torch.Tensor:
+    """Slots to keep, in their new order: the first ``still.sum()`` slots, with each finished one
+    among them taken by a live row from the tail (so few rows move)."""
+    m = int(still.sum())
+    rows = torch.arange(m, device=still.device)
+    holes = ~still[:m]
+    rows[holes] = still[m:].nonzero().squeeze(1) + m
+    return rows
 
 
 def _sample_batch(model, tokenizer, rows, max_new_tokens, temperature, top_k, top_p, generator,
-                  want_model_lp, device):
+                  want_model_lp, device, dtype=None):
     """Sample one batch. Finished rows are dropped from the forward pass (and their KV cache
     rows discarded) once enough have finished, so short sequences stop costing compute."""
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    tokens = torch.full((rows, 1), bos, dtype=torch.long, device=device)
-    out = [tokens.squeeze(1)]
+    stepper = stepper_for(model, rows, max_new_tokens, dtype)
+    tokens = torch.full((rows,), bos, dtype=torch.long, device=device)
+    out = torch.full((rows, max_new_tokens + 1), pad, dtype=torch.long, device=device)
+    out[:, 0] = bos
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     logprob = torch.zeros(rows, device=device)
     model_lp = torch.zeros(rows, device=device)
     active = torch.arange(rows, device=device)  # rows still fed to the model
-    past = None
-    cache_kwarg = _cache_keyword(model)
-    for _ in range(max_new_tokens):
-        step = model(input_ids=tokens, use_cache=True, **{cache_kwarg: past})
-        past = step[cache_kwarg]
-        logits = step.logits[:, -1].float()
+    width = 1
+    for position in range(max_new_tokens):
+        logits = stepper.step(tokens, position)
+        logp = filter_logits(logits, temperature, top_k, top_p).log_softmax(-1)
         if top_k == 1:
             new = logits.argmax(-1, keepdim=True)
-            logp = filter_logits(logits, temperature, top_k, top_p).log_softmax(-1)
         else:
-            logp = filter_logits(logits, temperature, top_k, top_p).log_softmax(-1)
             new = torch.multinomial(logp.exp(), 1, generator=generator)
         live = ~done[active]
         logprob[active] += torch.where(live, logp.gather(1, new).squeeze(1), 0.0)
         if want_model_lp:
             model_lp[active] += torch.where(live, logits.log_softmax(-1).gather(1, new).squeeze(1), 0.0)
-        new = new.masked_fill(~live.unsqueeze(1), pad)
-        column = torch.full((rows,), pad, dtype=torch.long, device=device)
-        column[active] = new.squeeze(1)
-        out.append(column)
-        done[active] |= new.squeeze(1) == eos
+        new = new.squeeze(1).masked_fill(~live, pad)
+        out[active, position + 1] = new
+        width = position + 2
+        done[active] |= new == eos
         still = ~done[active]
         n_still = int(still.sum())
         if n_still == 0:
             break
-        tokens = new.masked_fill(~live.unsqueeze(1), bos)  # finished rows are fed <bos>, never <pad>
-        if n_still <= 0.875 * active.numel():  # compact: drop finished rows from the batch
-            keep = still.nonzero().squeeze(1)
-            _select_rows(past, keep)
+        tokens = new.masked_fill(~live, bos)  # finished rows are fed <bos>, never <pad>
+        if n_still < active.numel() and (stepper.cheap_keep or n_still <= 0.875 * active.numel()):
+            keep = _fill_holes(still)  # drop finished rows from the batch
+            stepper.keep(keep)
             active, tokens = active[keep], tokens[keep]
-    ids = torch.stack(out, dim=1)
+    ids = out[:, :width]
     # attention covers <bos> … the first <eos> (inclusive), or everything if none was produced
     is_eos = (ids == eos).long()
     mask = ((torch.cumsum(is_eos, dim=1) - is_eos) == 0).long()
@@ -197,14 +198,15 @@ def sequence_logprob(model: PreTrainedModel, input_ids: torch.Tensor, attention_
 
 @torch.no_grad()
 def scoring_logprob(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    batch_size: int = 1024) -> torch.Tensor:
+                    batch_size: int = 1024, precision: str | torch.dtype | None = None) -> torch.Tensor:
     """:func:`sequence_logprob` without gradients, ``batch_size`` rows at a time, on the model's
     device; returns a CPU tensor. Why: scoring 10,000 samples under a frozen reference in one
     forward pass holds every layer's activations for all of them at once (gigabytes for a 3.5M
     model); chunks keep the memory to one batch's. Rows are scored as they are given (no trimming
     of padding), so a set that fits one chunk gives the same numbers as the unchunked call."""
     device = next(model.parameters()).device
-    parts = [sequence_logprob(model, input_ids[start:start + batch_size].to(device),
-                              attention_mask[start:start + batch_size].to(device)).cpu()
-             for start in range(0, len(input_ids), batch_size)]
+    with autocast(device, compute_dtype(device, precision)):
+        parts = [sequence_logprob(model, input_ids[start:start + batch_size].to(device),
+                                  attention_mask[start:start + batch_size].to(device)).cpu()
+                 for start in range(0, len(input_ids), batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0)

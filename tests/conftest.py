@@ -11,6 +11,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests compare numbers at fp32 tolerances on every machine: a CPU with native bf16 would otherwise
+# pick bf16 (networks/precision.py). The bf16 paths are tested by asking for them explicitly.
+os.environ.setdefault("REWARDFIT_PRECISION", "fp32")
 
 
 @pytest.fixture(autouse=True)

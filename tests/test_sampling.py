@@ -94,3 +94,79 @@ def test_filter_logits():
     assert torch.isfinite(filter_logits(logits, top_p=0.85)[0, :3]).all()
     with pytest.raises(ValueError, match="temperature"):
         filter_logits(logits, temperature=0)
+
+
+def _generic_only(monkeypatch):
+    """Sample through the transformers forward, compacting finished rows as the GPT-2 stepper
+    does (at every step, tail rows into holes), so both consume the random stream alike."""
+    from networks import decoding
+
+    monkeypatch.setattr(decoding.GPT2Stepper, "supports", staticmethod(lambda model: False))
+    monkeypatch.setattr(decoding.ModelStepper, "cheap_keep", True)
+
+
+def test_static_cache_stepper_matches_the_transformers_forward(model, tok, monkeypatch):
+    """The GPT-2 stepper computes what GPT2LMHeadModel computes: same samples, same log-probs."""
+    from networks.decoding import GPT2Stepper
+
+    assert GPT2Stepper.supports(model)
+    fast = _draw(model, tok, top_k=5)
+    _generic_only(monkeypatch)
+    generic = _draw(model, tok, top_k=5)
+    assert fast.texts == generic.texts and torch.equal(fast.attention_mask, generic.attention_mask)
+    assert (fast.logprobs - generic.logprobs).abs().max() < 1e-5
+    assert (fast.model_logprobs - generic.model_logprobs).abs().max() < 1e-5
+
+
+def test_compaction_keeps_each_row_with_its_cache(tok):
+    """Rows finish at different steps and are compacted by moving tail rows into the holes; each
+    row's log-prob must still be that of its own tokens (a row that got another's cache would not)."""
+    torch.manual_seed(3)
+    eos_happy = GPT(2, 32, 2, 64, 64, dropout=0.0).build(tok).eval()
+    with torch.no_grad():
+        eos_happy.lm_head.weight[tok.eos_token_id] += 0.15  # tied: rows end at many different lengths
+    batch = sample(eos_happy, tok, 64, max_new_tokens=40, generator=torch.Generator().manual_seed(0),
+                   return_model_logprobs=True)
+    lengths = batch.attention_mask.sum(1)
+    assert lengths.unique().numel() > 5
+    scored = sequence_logprob(eos_happy, batch.input_ids, batch.attention_mask)
+    assert (scored - batch.model_logprobs).abs().max() < 1e-4
+
+
+def test_too_many_new_tokens_is_a_clear_error(model, tok):
+    with pytest.raises(ValueError, match="positions"):
+        sample(model, tok, 2, max_new_tokens=model.config.n_positions + 1)
+
+
+def test_bf16_sampling_and_scoring_agree(model, tok):
+    """Under bf16 the sampler's log-probs agree with the scorer's to bf16 rounding (stated in
+    docs/benchmarks.md: mean 0.03 nats, max 0.15 on molgpt-moses), and the scorer computes exactly
+    what a bf16-mixed training forward computes, so ERA's policy/reference log-ratio starts at 0."""
+    batch = sample(model, tok, 32, max_new_tokens=25, generator=torch.Generator().manual_seed(2),
+                   return_model_logprobs=True, precision="bf16")
+    scored = scoring_logprob(model, batch.input_ids, batch.attention_mask, precision="bf16")
+    exact = scoring_logprob(model, batch.input_ids, batch.attention_mask, precision="fp32")
+    gap = (scored - batch.model_logprobs).abs()
+    assert gap.mean() < 0.05 and gap.max() < 0.3
+    assert not torch.equal(scored, exact)  # bf16 was really used
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        training = sequence_logprob(model, batch.input_ids, batch.attention_mask).detach()
+    assert torch.equal(training, scored)
+
+
+def test_precision_setting(monkeypatch):
+    from networks import precision
+
+    monkeypatch.setenv(precision.ENV, "fp32")
+    assert precision.compute_dtype("cpu") == torch.float32 and precision.lightning_precision("cpu") == "32-true"
+    monkeypatch.setenv(precision.ENV, "bf16")
+    assert precision.compute_dtype("cpu") == torch.bfloat16 and precision.lightning_precision("cpu") == "bf16-mixed"
+    assert precision.compute_dtype("cpu", "fp32") == torch.float32  # an explicit choice wins
+    monkeypatch.setenv(precision.ENV, "auto")
+    assert precision.compute_dtype("cpu") == (torch.bfloat16 if precision.native_bf16("cpu") else torch.float32)
+    monkeypatch.setenv(precision.ENV, "fp32")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert precision.compute_dtype("cpu") == torch.bfloat16  # an active autocast is followed
+    monkeypatch.setenv(precision.ENV, "half")
+    with pytest.raises(ValueError, match="REWARDFIT_PRECISION"):
+        precision.compute_dtype("cpu")
