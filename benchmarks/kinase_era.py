@@ -1,0 +1,385 @@
+"""The ERA paper's kinase protocol (issue 28): ChEMBL prior → fine-tuned on JNK3 actives → ERA on
+U = −p(JNK3), as one resumable runner.
+
+    python benchmarks/kinase_era.py sets [--excape /path/to/jnk3_gsk3b]   # score, write the sets
+    python benchmarks/kinase_era.py run [--betas 50 100 200 400] [--seeds 0 1 2] [--dry-run]
+    python benchmarks/kinase_era.py table                                  # docs/results/kinase_jnk3.csv
+
+``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
+with ``--excape``, the ExCAPE JNK3/GSK3β classifier sets (``jnk3/all.txt``, ``gsk3/all.txt`` of
+Jin et al.'s data, not shipped) — with TDC's exact JNK3 and GSK3β forests (``oracles/tdc_forest.py``),
+and writes under ``--out`` (``runs/kinase``): ``scores.csv.gz`` (one row per canonical molecule and
+source), ``sets.json`` (counts), and per target the molecules scoring above 0.5 split at random
+(seed 0) into ``{target}_finetune_train.txt`` and ``{target}_finetune_heldout.txt`` (10 %), plus
+``{target}_known_actives.txt``: ExCAPE's label-1 molecules when ``--excape`` is given, else the
+whole fine-tuning set. The paper's counts (7,386 JNK3 / 43,381 GSK3β) are over the full ChEMBL
+(≈ 1.9M molecules); the shipped subset is 150k, so expect ≈ 8 % of those.
+
+``run`` runs, in order and skipping every run whose ``eval.json`` exists (a killed run resumes
+from its ``last.ckpt``): the fine-tuning of the prior on the JNK3 fine-tuning set
+(``configs/kinase/jnk3_finetune.yaml``), then offline ERA from that model for each β and seed
+(``configs/kinase/jnk3_era.yaml``; one scored reference sample set per seed, shared by the βs).
+After each run it evaluates the exported model on ``--eval-samples`` samples (T = 1, top-k of
+``--top-k``) with one evaluation seed for all runs: mean JNK3 probability (invalid = 0, as TDC),
+fraction above 0.5, validity, uniqueness, IntDiv1, the mean log-ratio log π − log π_ref on the
+samples (KL(π‖π_ref) exactly without top-k), novelty against the fine-tuning set, and the median
+over valid distinct samples of the Tanimoto similarity (Morgan r = 2, 2,048 bits) to the nearest
+known active. The prior and the fine-tuned reference are evaluated the same way (rows ``prior``
+and ``reference``). ``table`` collects every ``eval.json`` into the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+TARGETS = ("jnk3", "gsk3b")
+THRESHOLD = 0.5
+PAPER_COUNTS = {"jnk3": 7386, "gsk3b": 43381}
+EXCAPE_FILES = {"jnk3": ("jnk3/all.txt", "jnk3"), "gsk3b": ("gsk3/all.txt", "gsk3")}
+CSV_COLUMNS = ["run", "stage", "beta", "gamma", "seed", "step", "n_samples", "top_k", "mean_score",
+               "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
+               "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median",
+               "nearest_active_sim_q90", "model"]
+
+
+# ------------------------------------------------------------------------------------------ sets
+def oracle(target: str):
+    from oracles.tdc_forest import GSK3B, JNK3
+
+    return {"jnk3": JNK3, "gsk3b": GSK3B}[target]()
+
+
+def canonical_unique(smiles) -> list[str]:
+    """RDKit canonical forms of the parsable strings, first occurrence kept, order kept."""
+    from oracles.canonical import canonical_smiles
+
+    return list(dict.fromkeys(c for c in map(canonical_smiles, smiles) if c is not None))
+
+
+def score(smiles: list[str], chunk: int = 5000) -> dict[str, np.ndarray]:
+    """TDC's JNK3 and GSK3β probabilities of valid canonical SMILES (NaN where RDKit fails)."""
+    from rdkit import Chem
+
+    oracles = {t: oracle(t) for t in TARGETS}
+    out = {t: np.full(len(smiles), np.nan) for t in TARGETS}
+    for start in range(0, len(smiles), chunk):
+        mols = [Chem.MolFromSmiles(s) for s in smiles[start:start + chunk]]
+        for t, o in oracles.items():
+            out[t][start:start + len(mols)] = o.compute_batch(mols)
+    return out
+
+
+def read_excape(directory: Path, target: str) -> pd.DataFrame:
+    """ExCAPE's classifier set for ``target``: canonical ``smiles`` and 0/1 ``label`` (a molecule
+    with both labels counts as active)."""
+    name, column = EXCAPE_FILES[target]
+    path = directory / name
+    if not path.is_file():
+        raise SystemExit(f"--excape {directory}: no {name} (expected Jin et al.'s data/ layout: jnk3/all.txt, gsk3/all.txt)")
+    table = pd.read_csv(path)
+    if "smiles" not in table or column not in table:
+        raise SystemExit(f"{path}: expected columns smiles,{column}; got {list(table.columns)}")
+    from oracles.canonical import canonical_smiles
+
+    table["smiles"] = [canonical_smiles(s) for s in table["smiles"]]
+    table = table.dropna(subset=["smiles"])
+    return table.groupby("smiles", sort=False)[column].max().rename("label").reset_index()
+
+
+def split_set(smiles: list[str], held_out: float, seed: int) -> tuple[list[str], list[str]]:
+    """Sorted, then a seeded permutation: the split depends on the set, not on the files' order."""
+    ordered = sorted(set(smiles))
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    n_held = int(round(held_out * len(ordered)))
+    held = sorted(ordered[i] for i in perm[:n_held])
+    return sorted(ordered[i] for i in perm[n_held:]), held
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{s}\n" for s in lines))
+    tmp.replace(path)
+
+
+def make_sets(out: Path, excape: Path | None, held_out: float = 0.1, seed: int = 0,
+              chembl: dict[str, list[str]] | None = None) -> dict:
+    """Scores, counts and the fine-tuning sets (see the module docstring). ``chembl`` maps a split
+    name to SMILES (default: the shipped ChEMBL v31 files)."""
+    if chembl is None:
+        from datamodules.sources import chembl_path, read_records
+
+        chembl = {split: list(read_records(chembl_path(split))) for split in ("train", "valid")}
+    frames = []
+    for split, smiles in chembl.items():
+        canon = canonical_unique(smiles)
+        frames.append(pd.DataFrame({"smiles": canon, "source": f"chembl_{split}", "n_input": len(smiles)}))
+    excape_tables = {t: read_excape(excape, t) for t in TARGETS} if excape else {}
+    for t, table in excape_tables.items():
+        frames.append(pd.DataFrame({"smiles": table["smiles"], "source": f"excape_{t}",
+                                    f"label_{t}": table["label"].to_numpy()}))
+    scores = pd.concat(frames, ignore_index=True)
+    distinct = list(dict.fromkeys(scores["smiles"]))
+    values = score(distinct)
+    for t in TARGETS:
+        scores[t] = scores["smiles"].map(dict(zip(distinct, values[t])))
+    out.mkdir(parents=True, exist_ok=True)
+    scores.drop(columns="n_input").to_csv(out / "scores.csv.gz", index=False)
+
+    counts: dict = {"threshold": THRESHOLD, "held_out_fraction": held_out, "split_seed": seed,
+                    "paper_chembl_counts": PAPER_COUNTS, "sources": {}}
+    for source, group in scores.groupby("source", sort=False):
+        counts["sources"][source] = {"molecules": len(group), **{
+            f"{t}_above": int((group[t] > THRESHOLD).sum()) for t in TARGETS}}
+    chembl_rows = scores[scores["source"].str.startswith("chembl_")].drop_duplicates("smiles")
+    counts["chembl_all"] = {"molecules": len(chembl_rows),
+                            **{f"{t}_above": int((chembl_rows[t] > THRESHOLD).sum()) for t in TARGETS}}
+    for t in TARGETS:
+        above = scores.loc[scores[t] > THRESHOLD, "smiles"].tolist()
+        train, held = split_set(above, held_out, seed)
+        write_lines(out / f"{t}_finetune_train.txt", train)
+        write_lines(out / f"{t}_finetune_heldout.txt", held)
+        if t in excape_tables:
+            table = excape_tables[t]
+            known = sorted(set(table.loc[table["label"] == 1, "smiles"]))
+            known_from = "excape label 1"
+        else:
+            known, known_from = sorted(set(above)), "the fine-tuning set (no --excape)"
+        write_lines(out / f"{t}_known_actives.txt", known)
+        counts[t] = {"finetune_set": len(set(above)), "train": len(train), "held_out": len(held),
+                     "known_actives": len(known), "known_actives_from": known_from}
+        if t in excape_tables:
+            table = excape_tables[t]
+            labelled = scores[(scores["source"] == f"excape_{t}")]
+            counts[t]["excape_label1_above"] = int(((labelled[f"label_{t}"] == 1) & (labelled[t] > THRESHOLD)).sum())
+            counts[t]["excape_label1"] = int((table["label"] == 1).sum())
+    (out / "sets.json").write_text(json.dumps(counts, indent=1) + "\n")
+    return counts
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def read_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def nearest_similarity(smiles: list[str], actives: list[str]) -> np.ndarray:
+    """Each molecule's Tanimoto similarity (Morgan r = 2, 2,048 bits) to its nearest active."""
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    fps = lambda xs: [generator.GetFingerprint(Chem.MolFromSmiles(s)) for s in xs]  # noqa: E731
+    reference = fps(actives)
+    if not reference:
+        return np.full(len(smiles), np.nan)
+    return np.array([max(DataStructs.BulkTanimotoSimilarity(fp, reference)) for fp in fps(smiles)])
+
+
+def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[str], actives: list[str],
+             n: int, top_k: int | None, seed: int, max_new_tokens: int = 100) -> dict:
+    """The CSV's numbers for one model (see the module docstring)."""
+    import torch
+
+    from lightning_modules.metrics import InternalDiversity, Novelty, validity_and_uniqueness
+    from networks.architectures import Pretrained
+    from networks.sampling import sample, scoring_logprob
+    from networks.tokenizers import load_tokenizer
+    from oracles.canonical import canonical_smiles
+
+    tok = load_tokenizer(str(model_dir))
+    model = Pretrained(str(model_dir)).build(tok).eval()
+    reference = Pretrained(str(reference_dir)).build(tok).eval()
+    batch = sample(model, tok, n, max_new_tokens, top_k=top_k, generator=torch.Generator().manual_seed(seed),
+                   return_model_logprobs=True)
+    ref_lp = scoring_logprob(reference, batch.input_ids, batch.attention_mask)
+    canon = [canonical_smiles(s) for s in batch.texts]
+    valid = [c for c in canon if c is not None]
+    scores = oracle(target)(batch.texts).values[target]
+    scores = np.where(np.isfinite(scores), scores, 0.0)  # TDC's score for an invalid string
+    intdiv = InternalDiversity()
+    intdiv.update(valid)
+    novelty = {}
+    for name, ref in (("finetune", finetune), ("known_actives", actives)):
+        metric = Novelty(ref, canonicalize_reference=False)  # both sets are written canonical
+        metric.update(valid)
+        novelty[name] = float(metric.compute())
+    distinct = list(dict.fromkeys(valid))
+    sims = nearest_similarity(distinct, actives)
+    return {"n_samples": n, "top_k": top_k or 0, "mean_score": float(scores.mean()),
+            "frac_above_0.5": float((scores > THRESHOLD).mean()),
+            **validity_and_uniqueness(batch.texts), "intdiv1": float(intdiv.compute()),
+            "kl_to_reference": float((batch.model_logprobs - ref_lp).mean()),
+            "novelty_vs_finetune": novelty["finetune"], "novelty_vs_known_actives": novelty["known_actives"],
+            "nearest_active_sim_median": float(np.median(sims)) if len(sims) else float("nan"),
+            "nearest_active_sim_q90": float(np.quantile(sims, 0.9)) if len(sims) else float("nan"),
+            "model": str(model_dir)}
+
+
+# ----------------------------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One training run: its directory, configs (base first) and command-line overrides."""
+
+    name: str
+    stage: str
+    configs: list[str]
+    overrides: list[str] = field(default_factory=list)
+    beta: float = float("nan")
+    gamma: float = float("nan")
+    seed: int = 0
+
+    def directory(self, root: Path) -> Path:
+        return root / self.name
+
+    def command(self, root: Path, python: str = sys.executable) -> list[str]:
+        run_dir = self.directory(root)
+        cmd = [python, str(ROOT / "main.py"), "fit"]
+        for config in self.configs:
+            cmd += ["--config", config]
+        # the configs name every output folder after trainer.default_root_dir
+        cmd += self.overrides + ["--trainer.default_root_dir", str(run_dir)]
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            cmd += ["--ckpt_path", str(last)]
+        return cmd
+
+    def finished(self, root: Path) -> bool:
+        return (self.directory(root) / "eval.json").is_file()
+
+
+def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: Path, sets: Path,
+         prior: str) -> list[Run]:
+    """The fine-tuning run, then ERA for every (β, seed); the offline sample set is per seed."""
+    pretrained = lambda path: json.dumps({"class_path": "networks.architectures.Pretrained",  # noqa: E731
+                                          "init_args": {"path": str(path)}})
+    finetuned = root / f"finetune_{target}" / "pretrained"
+    base = {"finetune": ["configs/pretrain/molgpt_chembl_cpu.yaml"],
+            "era": ["configs/era/base.yaml", f"configs/era/tasks/{target}.yaml"]}
+    runs = [Run(f"finetune_{target}", "finetune", [*base["finetune"], f"configs/kinase/{target}_finetune.yaml"], [
+        "--model.init_args.architecture", json.dumps({"class_path": "networks.architectures.Pretrained",
+                                                      "init_args": {"path": str(prior), "dropout": 0.1}}),
+        "--model.init_args.tokenizer", str(prior),
+        "--data.init_args.train", str(sets / f"{target}_finetune_train.txt"),
+        "--data.init_args.val", str(sets / f"{target}_finetune_heldout.txt")])]
+    for seed in seeds:
+        for beta in betas:
+            name = f"era_{target}_b{beta:g}_s{seed}"
+            runs.append(Run(name, "era", [*base["era"], f"configs/kinase/{target}_era.yaml"], [
+                "--seed_everything", str(seed), "--model.init_args.seed", str(seed),
+                "--model.init_args.objective.init_args.beta", f"{beta:g}",
+                "--model.init_args.objective.init_args.gamma", f"{gamma:g}",
+                "--model.init_args.policy", pretrained(finetuned),
+                "--model.init_args.tokenizer", str(finetuned),
+                "--model.init_args.dataset_path", str(root / f"era_{target}_samples_s{seed}.parquet"),
+                "--model.init_args.novelty_reference", str(sets / f"{target}_finetune_train.txt"),
+            ], beta=beta, gamma=gamma, seed=seed))
+    return runs
+
+
+def evaluate_run(run: Run | None, name: str, model_dir: Path, reference_dir: Path, args, sets: Path) -> None:
+    out = (args.root / name / "eval.json")
+    if out.is_file():
+        return
+    target = args.target
+    row = evaluate(model_dir, reference_dir, target, read_lines(sets / f"{target}_finetune_train.txt"),
+                   read_lines(sets / f"{target}_known_actives.txt"), args.eval_samples,
+                   args.top_k or None, args.eval_seed)
+    summary = args.root / name / "summary.json"
+    step = json.loads(summary.read_text())["step"] if summary.is_file() else None
+    row = {"run": name, "stage": run.stage if run else name, "beta": run.beta if run else None,
+           "gamma": run.gamma if run else None, "seed": run.seed if run else None, "step": step, **row}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                               for k, v in row.items()}, indent=1) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def run_all(args) -> None:
+    sets = args.sets
+    for t in (f"{args.target}_finetune_train.txt", f"{args.target}_known_actives.txt"):
+        if not (sets / t).is_file():
+            raise SystemExit(f"{sets / t} is missing: run `python benchmarks/kinase_era.py sets` first")
+    runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior)
+    prior = Path(args.prior)
+    finetuned = args.root / f"finetune_{args.target}" / "pretrained"
+    if not args.dry_run:
+        evaluate_run(None, "prior", prior, prior, args, sets)
+    for run in runs:
+        if run.finished(args.root):
+            print(f"skip {run.name}: finished")
+            continue
+        cmd = run.command(args.root)
+        print(shlex.join(cmd), flush=True)
+        if args.dry_run:
+            continue
+        run.directory(args.root).mkdir(parents=True, exist_ok=True)
+        with open(run.directory(args.root) / "train.log", "a") as log:
+            done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode:
+            raise SystemExit(f"{run.name} failed (exit {done.returncode}); see {run.directory(args.root) / 'train.log'}")
+        model_dir = run.directory(args.root) / "pretrained"
+        evaluate_run(run, run.name, model_dir, prior if run.stage == "finetune" else finetuned, args, sets)
+        if run.stage == "finetune":
+            evaluate_run(None, "reference", finetuned, finetuned, args, sets)
+
+
+def table(root: Path, csv: Path) -> pd.DataFrame:
+    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/eval.json"))]
+    if not rows:
+        raise SystemExit(f"no */eval.json under {root}")
+    frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+    order = {"prior": 0, "reference": 1, "finetune": 2, "era": 3}
+    frame = frame.sort_values(["stage", "beta", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv, index=False, float_format="%.4g")
+    return frame
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sets = sub.add_parser("sets", help="score ChEMBL (and ExCAPE) and write the fine-tuning sets")
+    p_sets.add_argument("--out", type=Path, default=ROOT / "runs" / "kinase")
+    p_sets.add_argument("--excape", type=Path, default=None, help="Jin et al.'s data/ directory (jnk3/all.txt, gsk3/all.txt)")
+    p_sets.add_argument("--held-out", type=float, default=0.1)
+    p_sets.add_argument("--seed", type=int, default=0)
+    p_run = sub.add_parser("run", help="fine-tune, then ERA per (β, seed); finished runs are skipped")
+    p_run.add_argument("--target", choices=["jnk3"], default="jnk3")
+    p_run.add_argument("--root", type=Path, default=ROOT / "runs" / "kinase")
+    p_run.add_argument("--sets", type=Path, default=ROOT / "runs" / "kinase")
+    p_run.add_argument("--prior", default=str(ROOT / "checkpoints" / "molgpt-chembl"))
+    p_run.add_argument("--betas", type=float, nargs="+", default=[50.0, 100.0, 200.0, 400.0])
+    p_run.add_argument("--gamma", type=float, default=9.0)
+    p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p_run.add_argument("--eval-samples", type=int, default=2000)
+    p_run.add_argument("--eval-seed", type=int, default=100)
+    p_run.add_argument("--top-k", type=int, default=5, help="evaluation top-k (0: none)")
+    p_run.add_argument("--dry-run", action="store_true", help="print the commands of unfinished runs")
+    p_table = sub.add_parser("table", help="collect */eval.json into the CSV")
+    p_table.add_argument("--root", type=Path, default=ROOT / "runs" / "kinase")
+    p_table.add_argument("--csv", type=Path, default=ROOT / "docs" / "results" / "kinase_jnk3.csv")
+    args = parser.parse_args(argv)
+    if args.command == "sets":
+        print(json.dumps(make_sets(args.out, args.excape, args.held_out, args.seed), indent=1))
+    elif args.command == "run":
+        run_all(args)
+    else:
+        print(table(args.root, args.csv).to_string(index=False))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

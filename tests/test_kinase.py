@@ -1,0 +1,121 @@
+"""benchmarks/kinase_era.py on tiny data: the sets, the run plan and its resumption, the CSV."""
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import kinase_era  # noqa: E402
+
+REFERENCE = ROOT / "tests" / "data" / "tdc_reference_predictions.csv"  # TDC's own probabilities
+
+
+def test_split_is_seeded_disjoint_and_independent_of_order():
+    smiles = [f"C{'C' * k}O" for k in range(40)]
+    train, held = kinase_era.split_set(smiles, 0.1, seed=0)
+    again = kinase_era.split_set(list(reversed(smiles)) + smiles[:5], 0.1, seed=0)  # order, repeats
+    assert (train, held) == again
+    assert len(held) == 4 and set(train) | set(held) == set(smiles) and not set(train) & set(held)
+    assert kinase_era.split_set(smiles, 0.1, seed=1)[1] != held
+
+
+def test_sets_hold_exactly_the_molecules_above_threshold(tmp_path):
+    ref = pd.read_csv(REFERENCE)
+    active = ref.sort_values("jnk3", ascending=False)["smiles"].head(12).tolist()
+    inactive = ref.sort_values("jnk3")["smiles"].head(6).tolist()
+    assert (ref.set_index("smiles").loc[active, "jnk3"] > 0.5).sum() >= 10  # the test needs actives
+    chembl = {"train": active[:6] + inactive[:3] + ["not-a-smiles", active[0]], "valid": active[6:9] + inactive[3:]}
+    excape = tmp_path / "excape"
+    (excape / "jnk3").mkdir(parents=True)
+    (excape / "gsk3").mkdir()
+    # one molecule labelled both 0 and 1 (ExCAPE has such rows): it counts as a known active
+    pd.DataFrame({"smiles": active[9:] + [inactive[0], inactive[0]], "jnk3": [1, 1, 1, 0, 1]}).to_csv(
+        excape / "jnk3" / "all.txt", index=False)
+    pd.DataFrame({"smiles": inactive[:2], "gsk3": [0, 1]}).to_csv(excape / "gsk3" / "all.txt", index=False)
+
+    counts = kinase_era.make_sets(tmp_path / "out", excape, held_out=0.25, seed=0, chembl=chembl)
+
+    scores = pd.read_csv(tmp_path / "out" / "scores.csv.gz")
+    truth = dict(zip(ref["smiles"], ref["jnk3"]))
+    canon = {kinase_era.canonical_unique([s])[0]: truth[s] for s in truth if kinase_era.canonical_unique([s])}
+    assert np.allclose(scores["jnk3"], scores["smiles"].map(canon), atol=1e-9)  # TDC's numbers
+    above = {s for s, p in canon.items() if p > 0.5 and s in set(scores["smiles"])}
+    train = kinase_era.read_lines(tmp_path / "out" / "jnk3_finetune_train.txt")
+    held = kinase_era.read_lines(tmp_path / "out" / "jnk3_finetune_heldout.txt")
+    assert set(train) | set(held) == above and not set(train) & set(held)
+    assert len(held) == round(0.25 * len(above))
+    distinct = set(kinase_era.canonical_unique(chembl["train"] + chembl["valid"]))
+    assert counts["chembl_all"]["molecules"] == len(distinct) <= 15  # 17 strings, one invalid, one repeat
+    assert counts["sources"]["chembl_train"]["molecules"] == len(set(kinase_era.canonical_unique(chembl["train"])))
+    assert counts["chembl_all"]["jnk3_above"] == sum(canon[s] > 0.5 for s in distinct) > 0
+    known = kinase_era.read_lines(tmp_path / "out" / "jnk3_known_actives.txt")
+    assert set(known) == set(kinase_era.canonical_unique(active[9:] + [inactive[0]]))
+    assert counts["jnk3"]["known_actives_from"].startswith("excape")
+    assert json.loads((tmp_path / "out" / "sets.json").read_text()) == counts
+
+
+def test_missing_excape_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="jnk3/all.txt"):
+        kinase_era.read_excape(tmp_path, "jnk3")
+
+
+def test_plan_composes_configs_and_resumes(tmp_path):
+    runs = kinase_era.plan("jnk3", [50.0, 200.0], [0, 1], 9.0, tmp_path / "root", tmp_path / "sets", "prior-dir")
+    assert [r.name for r in runs] == ["finetune_jnk3", "era_jnk3_b50_s0", "era_jnk3_b200_s0",
+                                      "era_jnk3_b50_s1", "era_jnk3_b200_s1"]
+    for run in runs:
+        for config in run.configs:
+            assert (ROOT / config).is_file(), config
+        assert run.configs[-1].startswith("configs/kinase/")
+    era = runs[3].command(tmp_path / "root")
+    assert era[era.index("--model.init_args.objective.init_args.beta") + 1] == "50"
+    assert era[era.index("--model.init_args.seed") + 1] == "1"
+    # the βs of one seed share its scored reference samples; seeds do not
+    datasets = {r.name: r.overrides[r.overrides.index("--model.init_args.dataset_path") + 1] for r in runs[1:]}
+    assert datasets["era_jnk3_b50_s0"] == datasets["era_jnk3_b200_s0"] != datasets["era_jnk3_b50_s1"]
+    assert era[era.index("--trainer.default_root_dir") + 1] == str(tmp_path / "root" / "era_jnk3_b50_s1")
+    assert "--ckpt_path" not in era
+    last = tmp_path / "root" / "era_jnk3_b50_s1" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    assert runs[3].command(tmp_path / "root")[-2:] == ["--ckpt_path", str(last)]
+    assert not runs[3].finished(tmp_path / "root")
+    (last.parents[1] / "eval.json").write_text("{}")
+    assert runs[3].finished(tmp_path / "root")
+
+
+def test_table_orders_rows_and_keeps_the_columns(tmp_path):
+    rows = [{"run": "era_jnk3_b200_s0", "stage": "era", "beta": 200.0, "seed": 0, "mean_score": 0.2},
+            {"run": "prior", "stage": "prior", "mean_score": 0.01},
+            {"run": "era_jnk3_b50_s0", "stage": "era", "beta": 50.0, "seed": 0, "mean_score": 0.1},
+            {"run": "reference", "stage": "reference", "mean_score": 0.05}]
+    for row in rows:
+        (tmp_path / row["run"]).mkdir()
+        (tmp_path / row["run"] / "eval.json").write_text(json.dumps(row))
+    frame = kinase_era.table(tmp_path, tmp_path / "out.csv")
+    assert frame["run"].tolist() == ["prior", "reference", "era_jnk3_b50_s0", "era_jnk3_b200_s0"]
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert list(written.columns) == kinase_era.CSV_COLUMNS
+    assert written["mean_score"].tolist() == [0.01, 0.05, 0.1, 0.2]
+
+
+def test_nearest_similarity_is_one_for_an_active_itself():
+    sims = kinase_era.nearest_similarity(["CCOc1ccccc1", "CCCCCCCC"], ["CCOc1ccccc1", "c1ccncc1"])
+    assert sims[0] == 1.0 and 0.0 <= sims[1] < 0.5
+    assert np.isnan(kinase_era.nearest_similarity(["CCO"], [])).all()
+
+
+def test_scores_file_is_gzip(tmp_path):
+    ref = pd.read_csv(REFERENCE)
+    kinase_era.make_sets(tmp_path, None, chembl={"train": ref["smiles"].head(5).tolist()})
+    with gzip.open(tmp_path / "scores.csv.gz", "rt") as handle:
+        assert handle.readline().startswith("smiles,source")
+    counts = json.loads((tmp_path / "sets.json").read_text())
+    assert counts["jnk3"]["known_actives_from"].startswith("the fine-tuning set")
