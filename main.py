@@ -37,6 +37,7 @@ from lightning_modules.checkpoint_io import (SafeCheckpointIO, UnsafeCheckpointE
                                              trust_checkpoint_code, verify_checkpoint_file)
 from networks.architectures import CheckpointError
 from networks.configurable import ConfigError, allow_class_paths, class_paths_in
+from networks.precision import follow_trainer_precision, lightning_precision
 from oracles.config import check_oracles_in
 
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
@@ -61,8 +62,8 @@ class RewardfitCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         settings = self.config[subcommand] if subcommand else self.config
         allow_class_paths(class_paths_in(settings))  # the run's own classes may be named by checkpoints
-        files = ", ".join(str(path) for path in settings.get("config") or []) or "the command line"
-        check_oracles_in({"model": settings.get("model")}, files)  # before anything is sampled
+        self._config_files = ", ".join(str(path) for path in settings.get("config") or []) or "the command line"
+        check_oracles_in({"model": settings.get("model")}, self._config_files)  # before anything is sampled
         trusted = trust_checkpoint_code(settings.get("trust_checkpoint_code"))
         if settings.get("weights_only") is False and not trusted:
             raise UnsafeCheckpointError("--weights_only false loads pickled Python objects, which run code "
@@ -90,7 +91,7 @@ class RewardfitCLI(LightningCLI):
                 cause = cause.__cause__ or cause.__context__
             if cause is None:
                 raise
-            raise cause from None
+            raise type(cause)(f"{cause} (config: {getattr(self, '_config_files', 'the command line')})") from None
 
     def before_fit(self) -> None:
         settings = self.config[self.subcommand]
@@ -107,6 +108,7 @@ class RewardfitCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        follow_trainer_precision(trainer)  # sampling and reference scoring compute as training does
         strategy = trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default; a configured one stays
             trust = (self.config[self.subcommand] if self.subcommand else self.config).get("trust_checkpoint_code")
@@ -132,6 +134,7 @@ def cli_main(args=None, run: bool = True) -> RewardfitCLI:
         save_config_callback=SaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         parser_kwargs=PARSER_KWARGS,
+        trainer_defaults={"precision": lightning_precision()},  # bf16-mixed where native (networks/precision.py)
         args=args,
         run=run,
     )

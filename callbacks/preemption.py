@@ -19,7 +19,9 @@ scheduler, a wrapper or ``kill`` sends to stop a job: Lightning alone stops and 
 current batch saves ``last.ckpt`` (in the ModelCheckpoint's folder, else
 ``<default_root_dir>/checkpoints/``), training stops and the process exits with 143 (128 +
 SIGTERM), the status a shell gives a process killed by SIGTERM. Resume with ``--ckpt_path`` that
-file. A SIGTERM after a preemption checkpoint (SLURM terminating a requeued job) saves nothing more.
+file. In a SLURM job (with :class:`RequeueOnPreemption`) the checkpoint is an ``hpc_ckpt_<n>.ckpt``
+instead, so that a job SLURM requeues after a SIGTERM resumes from it as after SIGUSR1; a SIGTERM
+after a preemption checkpoint (SLURM terminating a requeued job) saves nothing more.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ class RequeueOnPreemption(L.Callback):
 
 
 class CheckpointOnSigterm(L.Callback):
-    """On ``SIGTERM``: save ``last.ckpt`` at the end of the current batch, stop, exit with 143.
+    """On ``SIGTERM``: save ``last.ckpt`` (:meth:`checkpoint_path`) at the end of the current batch,
+    stop, exit with 143.
 
     Installed when training starts (after Lightning's own SIGTERM handler, which it keeps
     calling); before that, SIGTERM ends the process at once, with status 143 too.
@@ -131,7 +134,11 @@ class CheckpointOnSigterm(L.Callback):
 
     @staticmethod
     def checkpoint_path(trainer) -> str:
-        """``last.ckpt`` in the ModelCheckpoint's folder, else ``<default_root_dir>/checkpoints/``."""
+        """``last.ckpt`` in the ModelCheckpoint's folder, else ``<default_root_dir>/checkpoints/``;
+        in a SLURM job (a :class:`RequeueOnPreemption` callback) an ``hpc_ckpt_<n>.ckpt``, which
+        the job resumes from when SLURM requeues it."""
+        if any(isinstance(c, RequeueOnPreemption) for c in trainer.callbacks):
+            return trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
         callback = trainer.checkpoint_callback
         if getattr(callback, "dirpath", None):
             return os.path.join(callback.dirpath, f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}")
@@ -143,14 +150,16 @@ class CheckpointOnSigterm(L.Callback):
             return
         final = self.checkpoint_path(trainer)
         callback = trainer.checkpoint_callback
-        if getattr(callback, "dirpath", None) and hasattr(callback, "last_model_path"):
+        if getattr(callback, "dirpath", None) and Path(final).parent == Path(callback.dirpath):
             callback.last_model_path = final  # the resumed run writes last.ckpt again, not last-v1.ckpt
         if trainer.is_global_zero:
             Path(final).parent.mkdir(parents=True, exist_ok=True)
         _save_and_stop(trainer, final)
         self.saved_path = final
-        log.warning("SIGTERM: checkpoint at step %d saved to %s; training stopped (exit status %d). "
-                    "Resume with --ckpt_path %s", trainer.global_step, final, self.EXIT_CODE, final)
+        resume = ("a requeued job resumes from it" if Path(final).name.startswith("hpc_ckpt_")
+                  else f"Resume with --ckpt_path {final}")
+        log.warning("SIGTERM: checkpoint at step %d saved to %s; training stopped (exit status %d). %s",
+                    trainer.global_step, final, self.EXIT_CODE, resume)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.saved_path is None and trainer.strategy.reduce_boolean_decision(self.signalled, all=False):

@@ -151,6 +151,22 @@ def test_sigterm_without_checkpointing_still_saves_and_the_exit_status_says_so(t
         _fit(config, "--trainer.callbacks=[]")
 
 
+def test_sigterm_in_a_slurm_job_leaves_an_hpc_checkpoint_the_requeued_job_resumes(tmp_path, data, monkeypatch):
+    for key, value in {"SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "rewardfit-test", "SLURM_NTASKS": "1",
+                       "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+                       "SLURM_NODELIST": "localhost"}.items():
+        monkeypatch.setenv(key, value)
+    config = _config(tmp_path, data, steps=4, sigterm_at=2)
+    requeue = ["--trainer.callbacks+=callbacks.RequeueOnPreemption", "--trainer.callbacks.requeue=false"]
+    with pytest.raises(SystemExit) as exit_info:  # scancel, or SLURM's SIGTERM before a requeue
+        _fit(config, *requeue)
+    assert exit_info.value.code == SIGTERM_EXIT
+    run_dir = tmp_path / "run"
+    assert _step(run_dir / "hpc_ckpt_1.ckpt") == 2 and not (run_dir / "checkpoints" / "last.ckpt").exists()
+    cli = _fit(config, *requeue)  # the requeued job: no --ckpt_path, the run-folder check lets it resume
+    assert cli.trainer.global_step == 4 and _step(run_dir / "checkpoints" / "last.ckpt") == 4
+
+
 # ---------------------------------------------------------------- the user's umask
 @pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
 def umask(request):
