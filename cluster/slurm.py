@@ -1,6 +1,6 @@
 """``rewardfit-slurm``: render and submit an sbatch script for a task config and a cluster profile.
 
-    rewardfit-slurm --config configs/era/qed.yaml --profile configs/slurm/a100_node.yaml [--dry-run]
+    rewardfit-slurm --config configs/era/base.yaml --config configs/era/tasks/qed.yaml --profile configs/slurm/a100_node.yaml [--dry-run]
 
 The script asks SLURM for ``nodes × gpus_per_node`` tasks (one per GPU, as DDP wants), sends
 ``SIGUSR1`` 90 s before the end (``--signal=SIGUSR1@90``), may be requeued (``--requeue``), and
@@ -63,18 +63,38 @@ class Profile:
         return profile
 
 
-def task_output_dir(config: Path) -> str:
-    data = yaml.safe_load(config.read_text()) or {}
-    return str((data.get("trainer") or {}).get("default_root_dir") or "lightning_logs")
+def task_args(configs) -> list[str]:
+    """``--config`` arguments for one or more task configs (later ones override), a moved config
+    (``configs/moved.yaml``) replaced by the files it became; each must exist."""
+    from cluster.config_files import expand_moved
+
+    configs = [configs] if isinstance(configs, (str, Path)) else list(configs)
+    args = expand_moved([a for c in configs for a in ("--config", str(c))])
+    for flag, value in zip(args, args[1:]):
+        if flag == "--config" and not Path(value).is_file():
+            raise FileNotFoundError(f"task config not found: {value}")
+    return args
+
+
+def task_output_dir(configs) -> str:
+    """The run's ``trainer.default_root_dir``: the last one the task configs (or flags) set."""
+    args = configs if isinstance(configs, list) and configs[:1] == ["--config"] else task_args(configs)
+    out = None
+    for flag, value in zip(args, args[1:]):
+        if flag == "--config":
+            data = yaml.safe_load(Path(value).read_text()) or {}
+            out = (data.get("trainer") or {}).get("default_root_dir") or out
+        elif flag == "--trainer.default_root_dir":
+            out = value
+    return str(out or "lightning_logs")
 
 
 def render(config: str | Path, profile: Profile, extra_args: list[str] | None = None,
            drill_at_step: int | None = None) -> str:
-    """The sbatch script for ``config`` on ``profile``."""
-    config = Path(config)
-    if not config.is_file():
-        raise FileNotFoundError(f"task config not found: {config}")
-    out = task_output_dir(config)
+    """The sbatch script for ``config`` (a task config, or a list: base + overrides) on ``profile``."""
+    args = task_args(config)
+    config = Path([value for flag, value in zip(args, args[1:]) if flag == "--config"][-1])
+    out = task_output_dir(args)
     gpus = profile.gpus_per_node
     tasks = max(gpus, 1)
     name = f"rewardfit-{config.stem}-{profile.nodes}x{gpus}gpu"
@@ -97,7 +117,7 @@ def render(config: str | Path, profile: Profile, extra_args: list[str] | None = 
     command = [profile.python, "main.py", "fit"]
     if profile.trainer_preset:
         command += ["--config", profile.trainer_preset]
-    command += ["--config", str(config),
+    command += [*args,
                 "--trainer.num_nodes", str(profile.nodes), "--trainer.devices", str(tasks),
                 "--trainer.plugins", "lightning.pytorch.plugins.environments.SLURMEnvironment",
                 "--trainer.plugins.auto_requeue", "false",
@@ -112,7 +132,8 @@ def render(config: str | Path, profile: Profile, extra_args: list[str] | None = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rewardfit-slurm", description="Render and submit a SLURM job for a task.")
-    parser.add_argument("--config", required=True, help="task config (e.g. configs/era/qed.yaml)")
+    parser.add_argument("--config", required=True, action="append",
+                        help="task config; repeat for base + overrides (e.g. configs/era/base.yaml, configs/era/tasks/qed.yaml)")
     parser.add_argument("--profile", required=True, help="cluster profile (configs/slurm/*.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="print the script; submit nothing")
     parser.add_argument("--drill-at-step", type=int, default=None,
@@ -123,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(script)
         return 0
-    path = Path(args.script or Path(task_output_dir(Path(args.config))) / "job.sbatch")
+    path = Path(args.script or Path(task_output_dir(args.config)) / "job.sbatch")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(script)
     if shutil.which("sbatch") is None:

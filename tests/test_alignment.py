@@ -78,7 +78,7 @@ def test_nan_energies_are_rejected_naming_the_oracle(tmp_path):
 
 
 def test_era_config_runs_through_the_cli(tmp_path, monkeypatch, capsys):
-    """configs/era/qed.yaml wired end to end (tiny stand-in checkpoint, 3 steps)."""
+    """configs/era/base.yaml + tasks/qed.yaml wired end to end (tiny stand-in checkpoint, 3 steps)."""
     from pathlib import Path
 
     from main import cli_main
@@ -90,7 +90,8 @@ def test_era_config_runs_through_the_cli(tmp_path, monkeypatch, capsys):
     tok.save_pretrained(tmp_path / "ckpt")
     monkeypatch.setattr("sys.argv", ["main.py"])
     monkeypatch.chdir(tmp_path)
-    cli_main(["fit", "--config", str(root / "configs/era/qed.yaml"), "--trainer.max_steps=3",
+    cli_main(["fit", "--config", str(root / "configs/era/base.yaml"), "--config", str(root / "configs/era/tasks/qed.yaml"),
+              "--trainer.max_steps=3",
               "--trainer.val_check_interval=3", f"--model.init_args.tokenizer={tmp_path / 'ckpt'}",
               f"--model.init_args.policy.init_args.path={tmp_path / 'ckpt'}", "--model.init_args.num_samples=64",
               "--model.init_args.val_samples=32", "--model.init_args.max_new_tokens=20",
