@@ -239,8 +239,8 @@ def resumes(trainer, ckpt_path) -> bool:
 def claim_run_folder(trainer, ckpt_path=None, overwrite: bool = False) -> list:
     """Make sure a new run does not write its checkpoints among another run's.
 
-    Each checkpoint folder is locked (``flock``; :func:`release` or the process's end unlocks it), so a second run started into the same
-    folder at the same time is refused. A run that does not resume (no ``--ckpt_path``, no HPC
+    Each checkpoint folder is locked (``flock``; :func:`release` or the process's end unlocks it),
+    so a second run started into the same folder at the same time is refused. A run that does not resume (no ``--ckpt_path``, no HPC
     checkpoint that SLURM's requeue resumes from) is refused if the folders, or
     ``default_root_dir``'s ``hpc_ckpt_*``, already hold checkpoints — Lightning would write
     ``last-v1.ckpt`` beside the other run's ``last.ckpt``, which the documented resume command
@@ -253,7 +253,7 @@ def claim_run_folder(trainer, ckpt_path=None, overwrite: bool = False) -> list:
     rank, resuming = getattr(rank_zero_only, "rank", 0), resumes(trainer, ckpt_path)
     folders = checkpoint_folders(trainer)
     handles = []
-    if rank == 0:
+    if rank == 0 and trainer.checkpoint_callbacks:  # without checkpointing only a SIGTERM writes one
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
             handle = os.open(folder, os.O_RDONLY)  # the folder itself is locked: no lock file is left

@@ -98,6 +98,8 @@ def test_a_second_run_into_a_used_folder_is_refused_naming_both_ways_out(tmp_pat
     _fit(config, "--overwrite_checkpoints", "true")  # way out 2: start over, the old checkpoints deleted
     assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
     assert _step(folder / "last.ckpt") == 2
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["overwrite_checkpoints"] is False  # a rerun from the saved config deletes nothing
 
 
 def test_a_run_into_a_folder_another_run_is_writing_is_refused(tmp_path, data):
