@@ -174,7 +174,7 @@ def run(args) -> None:
                     continue
                 if run_one(task, method, seed, args.steps, Path(args.runs), csv, args.python):
                     with locked(csv):
-                        report(csv, Path(args.img_dir), quiet=True)
+                        report(csv, Path(args.img_dir), quiet=True, runs=Path(args.runs))
 
 
 # --------------------------------------------------------------------------- report
@@ -269,33 +269,86 @@ def plot_curves(frame: pd.DataFrame, task: str, x: str, path: Path) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     data = frame[frame.task == task]
+    if "complete" not in data:
+        data = data.assign(complete=True)
     for k, (method, group) in enumerate(data.groupby("method", sort=True)):
         color = f"C{k}"
         for _, run_rows in group.groupby("seed"):
             run_rows = run_rows.sort_values("step")
-            ax.plot(run_rows[x], run_rows.average_reward, color=color, alpha=0.2, lw=0.8)
+            unfinished = not bool(run_rows.complete.all())
+            ax.plot(run_rows[x], run_rows.average_reward, color=color, alpha=0.2, lw=0.8, ls="--" if unfinished else "-")
         by_step = group.groupby("step")
         mean, se = by_step[[x, "average_reward"]].mean(), by_step[[x, "average_reward"]].sem()
         ax.errorbar(mean[x], mean.average_reward, xerr=se[x].fillna(0), yerr=se.average_reward.fillna(0),
-                    color=color, marker="o", ms=3, capsize=2, label=f"{method} ({group.seed.nunique()} seeds)")
+                    color=color, marker="o", ms=3, capsize=2,
+                    label=f"{method} ({group.seed.nunique()} seed{'s' * (group.seed.nunique() > 1)}"
+                          f"{', to step %d' % group.step.max() if not group.complete.all() else ''})")
     ax.set_xlabel({"kl": "KL(π ‖ π_ref), nats (estimated on 256 samples)",
                    "oracle_calls": "oracle calls (training samples scored)"}.get(x, x))
     ax.set_ylabel("average reward across objectives")
-    ax.set_title(f"{task}: uniform w, T = {int(data.step.max())}")
+    ax.set_title(f"{task}: uniform w (evaluations every k steps)")
     ax.legend()
     return save_figure(fig, path)
 
 
-def report(csv: Path, img_dir: Path, quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = pd.read_csv(csv, dtype={"w": str})
+def unfinished_rows(runs: Path, finished_frame: pd.DataFrame) -> pd.DataFrame:
+    """Evaluations of runs under ``runs`` (``<task>/<method>_s<seed>/evals.csv``) that are not in
+    the results CSV: runs still training, or cut short. Shown in the curves and the matched-step
+    table, never in the summary at T or the tests."""
+    parts = []
+    done = set(map(tuple, finished_frame[KEY].astype(str).to_numpy())) if len(finished_frame) else set()
+    for evals in sorted(Path(runs).glob("*/*/evals.csv")):
+        rows = pd.read_csv(evals, dtype={"w": str})
+        if len(rows) and tuple(rows[KEY].astype(str).iloc[0]) not in done:
+            parts.append(rows)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEY + ["step"])
+
+
+def matched_step(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task and seed, the rows at the last step that every method reached (so runs cut short
+    can still be compared with each other at equal steps)."""
+    parts = []
+    for (task, seed), group in frame.groupby(["task", "seed"], sort=True):
+        if group.method.nunique() < 2:
+            continue
+        step = group.groupby("method").step.max().min()
+        parts.append(group[group.step == step])
+    return pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]
+
+
+def matched_markdown(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return ""
+    objectives = sorted(c for c in rows if c.startswith("reward/"))
+    head = ["task", "seed", "step", "method", "average reward", "reward sd", "KL", "validity", "oracle calls"]
+    head += [o.split("/")[-1] for o in objectives]
+    lines = ["", "Per seed, at the last step every method reached (runs in progress or cut short included):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in rows.sort_values(["task", "seed", "method"]).iterrows():
+        cells = [r.task, str(r.seed), str(int(r.step)), r.method, f"{r.average_reward:.3f}", f"{r.reward_sd:.3f}",
+                 f"{r.kl:.4f}", f"{r['samples/validity']:.3f}", f"{r.oracle_calls:,.0f}"]
+        lines.append("| " + " | ".join(cells + [f"{r[o]:.3f}" for o in objectives]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(csv: Path, img_dir: Path, quiet: bool = False, runs: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = pd.read_csv(csv, dtype={"w": str}) if csv.is_file() else pd.DataFrame(columns=KEY + ["step"])
     summary, tests = summarise(frame), paired_tests(frame)
     summary.to_csv(csv.with_name(csv.stem + "_summary.csv"), index=False)
     tests.to_csv(csv.with_name(csv.stem + "_tests.csv"), index=False)
-    text = markdown(summary, tests)
+    text = markdown(summary, tests) if len(summary) else "No finished runs yet.\n"
+    everything = frame.assign(complete=True)
+    if runs is not None:
+        partial = unfinished_rows(runs, frame)
+        if len(partial):
+            partial.to_csv(csv.with_name(csv.stem + "_partial.csv"), index=False)
+            everything = pd.concat([everything, partial.assign(complete=False)], ignore_index=True)
+    matched = matched_step(everything)
+    text += matched_markdown(matched)
     csv.with_name(csv.stem + "_summary.md").write_text(text)
-    for task in sorted(frame.task.unique()):
-        plot_curves(frame, task, "kl", img_dir / f"mo_protocol_{task}_kl.png")
-        plot_curves(frame, task, "oracle_calls", img_dir / f"mo_protocol_{task}_oracle.png")
+    for task in sorted(everything.task.unique()):
+        plot_curves(everything, task, "kl", img_dir / f"mo_protocol_{task}_kl.png")
+        plot_curves(everything, task, "oracle_calls", img_dir / f"mo_protocol_{task}_oracle.png")
     if not quiet:
         print(text)
     return summary, tests
@@ -309,16 +362,17 @@ def main(argv: list[str] | None = None) -> None:
     go.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     go.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     go.add_argument("--steps", type=int, default=100, help="T, optimiser steps per run (the protocol: 100)")
-    go.add_argument("--runs", default="runs/mo_protocol", help="run directories (evals.csv, train.log)")
     go.add_argument("--python", default=sys.executable)
     for p in (go, sub.add_parser("report", help="rebuild the summary table, tests and plots from the CSV")):
         p.add_argument("--csv", default="docs/results/mo_protocol.csv")
         p.add_argument("--img-dir", default="docs/img")
+        p.add_argument("--runs", default="runs/mo_protocol",
+                       help="run directories: unfinished runs' evaluations join the curves and the matched-step table")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args)
     else:
-        report(Path(args.csv), Path(args.img_dir))
+        report(Path(args.csv), Path(args.img_dir), runs=Path(args.runs))
 
 
 if __name__ == "__main__":

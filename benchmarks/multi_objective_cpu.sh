@@ -6,6 +6,9 @@
 # and MORLHF over a weight grid: one policy for each of 6 more c on the simplex (vertices and edge
 # midpoints; 7 × the budget with the uniform one), the grid's front being their points together.
 # Writes runs/mo_cpu/<run>/front.csv and runs/mo_cpu/report{,_updates,_grid}/.
+# NOTE (issue 27): these IRS runs end on a merge (60 steps, m = 4), so their experts are one network and
+# SoupFront writes that single point (with a warning) instead of a 15-soup "front"; an IRS front needs one
+# run per merge weight w. The paper's protocol with KL, budget and paired tests: benchmarks/mo_protocol.py.
 # POLICY=<dir> aligns another reference model (default: the shipped molgpt-moses).
 # TASK=qm9_tri or TASK=dna_3cell runs the three methods on that task instead (SEEDS, default
 # "0 1 2"; the update and weight-grid studies are rdkit_tri's only), into runs/mo_cpu_<task>/.

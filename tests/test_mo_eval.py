@@ -211,3 +211,18 @@ def test_a_run_trained_to_the_end_but_not_recorded_is_collected_not_retrained(tm
     _rows("rs", 0, [0.0, 0.1], steps=(0, 50), kls=(0, 0)).to_csv(runs / "t" / "rs_s0" / "evals.csv", index=False)
     assert not mo_protocol.run_one("t", "rs", 0, 100, runs, csv, python="/bin/false")
     assert (runs / "t" / "rs_s0" / "evals.interrupted.csv").is_file() and not mo_protocol.finished(csv, "t", "rs", 0, 100)
+
+
+def test_unfinished_runs_join_the_curves_and_a_matched_step_table_only(tmp_path):
+    csv, runs = tmp_path / "results.csv", tmp_path / "runs"
+    mo_protocol.add_rows(csv, _rows("irs", 0, [0.0, 0.1, 0.2]))
+    (runs / "t" / "rs_s0").mkdir(parents=True)
+    _rows("rs", 0, [0.0, 0.05], steps=(0, 50), kls=(0, 0.03)).to_csv(runs / "t" / "rs_s0" / "evals.csv", index=False)
+    (runs / "t" / "irs_s0").mkdir(parents=True)  # already in the CSV: not counted twice
+    _rows("irs", 0, [0.0, 0.1, 0.2]).to_csv(runs / "t" / "irs_s0" / "evals.csv", index=False)
+    summary, tests = mo_protocol.report(csv, tmp_path / "img", quiet=True, runs=runs)
+    assert summary.method.tolist() == ["irs"] and tests.pairs.tolist() == [0, 0]  # RS has not finished
+    partial = pd.read_csv(tmp_path / "results_partial.csv")
+    assert partial.method.unique().tolist() == ["rs"] and partial.step.max() == 50
+    text = (tmp_path / "results_summary.md").read_text()
+    assert "| t | 0 | 50 | irs | 0.100 |" in text and "| t | 0 | 50 | rs | 0.050 |" in text
