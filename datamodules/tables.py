@@ -57,29 +57,11 @@ def sequence_domain(tokenizer: str | None) -> str:
 
 
 def sequence_validator(domain: str, length: int | None = None):
-    """A predicate ``str -> bool`` for the domain (and exact length, for DNA)."""
-    from oracles.canonical import canonical_dna, canonical_protein
+    """A predicate ``str -> bool`` for the domain (and exact length): ``oracles.canonical``'s, the
+    one home of validity (imported here lazily, with RDKit)."""
+    from oracles.canonical import sequence_validator as validator
 
-    if domain == "smiles":
-        from rdkit import Chem, RDLogger
-
-        RDLogger.DisableLog("rdApp.*")
-
-        def ok(s):
-            if not isinstance(s, str) or not s:
-                return False
-            mol = Chem.MolFromSmiles(s)
-            return mol is not None and mol.GetNumAtoms() > 0
-    elif domain == "dna":
-        def ok(s):
-            return canonical_dna(s) is not None and (length is None or len(s) == length)
-    elif domain == "protein":
-        def ok(s):
-            return canonical_protein(s) is not None and (length is None or len(s) == length)
-    else:
-        def ok(s):
-            return isinstance(s, str) and bool(s)
-    return ok
+    return validator(domain, length)
 
 
 def split_random(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:

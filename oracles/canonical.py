@@ -18,14 +18,18 @@ _DNA = re.compile(r"[ACGT]+")
 _PROTEIN = re.compile(r"[ACDEFGHIKLMNPQRSTVWY]+")
 
 
-def canonical_smiles(smiles: str) -> str | None:
-    """RDKit canonical SMILES, or ``None`` for an empty or unparsable string."""
+def smiles_molecule(smiles: str):
+    """The RDKit molecule of a valid SMILES (non-empty, parses, has atoms), else ``None``."""
     if not isinstance(smiles, str) or not smiles:
         return None
     mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return Chem.MolToSmiles(mol)
+    return None if mol is None or mol.GetNumAtoms() == 0 else mol
+
+
+def canonical_smiles(smiles: str) -> str | None:
+    """RDKit canonical SMILES, or ``None`` for an empty or unparsable string."""
+    mol = smiles_molecule(smiles)
+    return None if mol is None else Chem.MolToSmiles(mol)
 
 
 def canonical_dna(sequence: str) -> str | None:
@@ -50,3 +54,15 @@ def canonicaliser(domain: str) -> Callable[[str], str | None]:
         return CANONICALISERS[domain]
     except KeyError:
         raise ValueError(f"unknown sequence domain {domain!r}; one of {sorted(CANONICALISERS)}") from None
+
+
+def sequence_validator(domain: str, length: int | None = None) -> Callable[[str], bool]:
+    """A predicate ``str -> bool``: valid in the domain (as the canonicalisers decide; SMILES
+    without writing the canonical form) and, when given, exactly ``length`` long (DNA, protein).
+    Another domain accepts any non-empty string."""
+    if domain == "smiles":
+        return lambda s: smiles_molecule(s) is not None
+    if domain in CANONICALISERS:
+        canon = CANONICALISERS[domain]
+        return lambda s: canon(s) is not None and (length is None or len(s) == length)
+    return lambda s: isinstance(s, str) and bool(s)

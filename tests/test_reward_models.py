@@ -412,3 +412,46 @@ def test_out_of_domain_penalty_and_standardised_energies():
         LearnedOracle("reward-qm9", out_of_domain="ignore")
     with pytest.raises(ValueError, match="regression"):
         LearnedOracle("reward-dna-dhs", standardize=True)
+
+
+def test_validity_has_one_home():
+    """A table's validity predicate is oracles.canonical's: valid exactly when the canonicaliser
+    (which the sample metrics use) gives a canonical form, plus the exact-length rule."""
+    from datamodules.tables import sequence_validator
+    from oracles.canonical import canonicaliser
+
+    cases = {"smiles": ["CCO", "c1ccccc1", "C((", "", "[Na+].[Cl-]", "X", None],
+             "dna": ["ACGT", "ACGN", "acgt", "", "AC"], "protein": ["MKV", "MKZ", "", "B"]}
+    for domain, strings in cases.items():
+        ok, canon = sequence_validator(domain), canonicaliser(domain)
+        assert [ok(s) for s in strings] == [canon(s) is not None for s in strings], domain
+    assert [sequence_validator("dna", 4)(s) for s in ("ACGT", "ACG", "ACGTA")] == [True, False, False]
+    assert sequence_validator("any")("anything") and not sequence_validator("any")("")
+
+
+def test_encoders_and_saving_have_their_own_modules():
+    """Encoders live in networks.encoders and saving in lightning_modules.reward_io; the old
+    import paths (configs and shipped checkpoints name them) still give the same objects."""
+    import lightning_modules.reward_model as old
+    import networks.encoders as encoders
+    from lightning_modules import reward_io
+
+    for name in ("Encoder", "FingerprintMLP", "DNAConvNet", "PooledLM", "one_hot_dna"):
+        assert getattr(old, name) is getattr(encoders, name)
+    for name in ("save_reward_model", "load_reward_model", "resolve_reward_checkpoint", "ExportRewardModel"):
+        assert getattr(old, name) is getattr(reward_io, name)
+
+
+def test_networks_never_import_datamodules():
+    """networks sits below datamodules: no module of it imports datamodules (the SMILES
+    tokenizer builder, which reads corpora, lives in datamodules)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "networks"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "datamodules"]
+    assert offenders == []
