@@ -45,7 +45,8 @@ def check_class_path(class_path, where: str = "a stored config") -> str:
     raise UntrustedClassPathError(
         f"{where} names class {class_path!r}, which is not imported: only rewardfit's own packages "
         f"({', '.join(TRUSTED_PACKAGES[:5])}), torch, transformers and Lightning, and classes named in "
-        "this run's config are. If you wrote that class, name it in the run's config (class_path) as well")
+        "this run's config are. If you wrote that class, name it in the run's config (class_path) as well, "
+        "or from Python allow it with networks.configurable.allow_class_paths")
 
 
 def class_paths_in(config) -> set[str]:
@@ -108,6 +109,8 @@ class Configurable:
         subclass of the class this is called on."""
         if isinstance(config, cls):
             return config
+        if hasattr(config, "as_dict"):  # a jsonargparse Namespace
+            config = config.as_dict()
         if not isinstance(config, dict) or "class_path" not in config:
             raise ConfigError(f"{cls.__name__} config {config!r} has no class_path: name the class, "
                               "e.g. {class_path: networks.architectures.GPT, init_args: {...}}")
