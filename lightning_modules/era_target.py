@@ -22,7 +22,7 @@ It also says how hard the pairs pull: |ℓ* − ℓ_ref|, the nats by which a pa
 from the reference's odds, over pairs of a valid and an invalid sample (``pair_shifts``). Why: the
 invalid penalty only has to be high enough that π* holds no invalid mass; past that it changes π*
 no further but makes these pairs ask for ever larger moves, which from a weak reference (a third of
-its samples invalid) made ERA diverge (docs/era.md). ``--invalid-energy`` rescores the invalid
+its samples invalid) made ERA diverge (docs/results/era.md). ``--invalid-energy`` rescores the invalid
 samples to compare penalties before training.
 """
 
