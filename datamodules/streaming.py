@@ -86,7 +86,9 @@ class RecordFile:
             raise FileNotFoundError(f"data file not found: {path}")
         stat = path.stat()
         return dict(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
-                    column=self.column, where=sorted((self.where or {}).items()),
+                    # None: the column is picked by name (sources.sequence_column); caches made when
+                    # it meant "the first column" must not be reused
+                    column=self.column or "by-name", where=sorted((self.where or {}).items()),
                     exclude=sorted((self.exclude or {}).items()), limit=self.limit,
                     # names the subset's algorithm and seed: change it if either changes
                     **({"subset": _Reservoir.VERSION} if self.limit is not None else {}))
