@@ -285,6 +285,8 @@ def plot_curves(frame: pd.DataFrame, task: str, x: str, path: Path) -> Path:
                           f"{', to step %d' % group.step.max() if not group.complete.all() else ''})")
     ax.set_xlabel({"kl": "KL(π ‖ π_ref), nats (estimated on 256 samples)",
                    "oracle_calls": "oracle calls (training samples scored)"}.get(x, x))
+    if x == "kl":  # MORLHF can move 10× farther than a soup: linear near 0, logarithmic beyond 0.1 nats
+        ax.set_xscale("symlog", linthresh=0.1)
     ax.set_ylabel("average reward across objectives")
     ax.set_title(f"{task}: uniform w (evaluations every k steps)")
     ax.legend()
