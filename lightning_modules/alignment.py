@@ -36,7 +36,7 @@ from lightning_modules.checkpoint_checks import same_settings
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import Novelty, sample_quality
-from lightning_modules.pair_losses import ERA, PairObjective
+from lightning_modules.pair_losses import ERA, PairObjective, WithSFT
 from datamodules.pairs import make_pairs
 from datamodules.scored_pairs import ScoredPairsDataModule, sampling_validation_loader
 from lightning_modules.plotting import pyplot, save_figure
@@ -116,24 +116,14 @@ class OfflineAlignment(L.LightningModule):
         top_k / temperature / max_new_tokens: sampling settings (the ERA paper: top-k 5, T = 1).
         val_samples: policy samples drawn at each validation.
         lr: Adam learning rate.
-        sft_weight: weight of an optional NLL term on the lower-energy member of each pair.
+        sft_weight: weight of an optional NLL term on the lower-energy member of each pair; the
+            same as ``objective: pair_losses.WithSFT(objective, weight)``.
         invalid_weight: when > 0, invalid samples leave the objective's pairs and get a term of
-            their own with this weight: each step, ``pairs_per_batch`` random (valid, invalid)
-            pairs under the DPO loss with ``invalid_beta``, which moves each pair a bounded few
-            nats past the reference's odds. Why: from a weak reference (a third of its samples
-            invalid) ERA's targets for such pairs are tens of nats from the reference's odds and
-            ERA meets them by raising unlikely valid molecules, while a pair whose invalid string is
-            already the less likely one gets almost no gradient however low the target wants it
-            (docs/era.md, "ERA from a weak reference"). A non-contrastive push on invalid strings alone
-            (lowering each below the reference) was tried and wrecked the model: the cheapest way
-            to make a string unlikely is to make every string's end unlikely.
+            their own with this weight: each step, DPO (``invalid_beta``) on ``pairs_per_batch``
+            random (valid, invalid) pairs (why: docs/design.md).
         invalid_beta: DPO β of that term.
         invalid_from_reference: with a user's file (``ScoredPairsDataModule``), draw this many
-            reference samples and add the invalid ones to the file's rows as invalid samples for
-            that term. Why: measured data are valid molecules only, so pairs of them say nothing
-            about the invalid strings the policy writes, and a policy moved far enough loses
-            validity (docs/era.md, "Measured energies"); its own failure modes are the negatives
-            that hold it. 0: the file's rows only.
+            reference samples and add their invalid strings as that term's negatives; 0: none.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
         plot_dir: where histogram PNGs go (default: the trainer's log directory).
         novelty_reference: the molecules the reference was trained on, for ``samples/novelty`` (the
@@ -159,9 +149,31 @@ class OfflineAlignment(L.LightningModule):
         self.reference = frozen_copy(self.model)
         self.oracle = oracle
         self.objective = objective or ERA()
+        if sft_weight:  # the old argument: the same as objective WithSFT(objective, sft_weight)
+            self.objective = WithSFT(self.objective, sft_weight)
         self.history: list[dict[str, float]] = []
         self._novelty_hashes: set[int] | None = None
+        # the training samples (setup): token ids, mask, energies, reference log-probs, pairs, rows
+        self.sample_ids: torch.Tensor | None = None
+        self.sample_mask: torch.Tensor | None = None
+        self.energies: torch.Tensor | None = None
+        self.ref_logps: torch.Tensor | None = None
+        self.pair_i: torch.Tensor | None = None
+        self.pair_j: torch.Tensor | None = None
+        self.valid_rows: torch.Tensor | None = None
+        self.invalid_rows: torch.Tensor | None = None
+        # "before": the reference's samples (setup or on_fit_start), for the histograms and the table
         self._reference_value_map: dict[str, np.ndarray] | None = None
+        self._reference_energy: np.ndarray | None = None
+        self._reference_valid: np.ndarray | None = None
+        self._reference_quality: dict[str, float] = {}
+        # the last evaluation (evaluate_policy) and the first histogram's path
+        self._last_energies: np.ndarray | None = None
+        self._last_valid: np.ndarray | None = None
+        self._last_quality: dict[str, float] = {}
+        self._last_value_map: dict[str, np.ndarray] = {}
+        self.last_plot: Path | None = None
+        self._warned_penalty = False
 
     # ------------------------------------------------------------------ offline data set
     def _score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -179,17 +191,8 @@ class OfflineAlignment(L.LightningModule):
         return energies, valid, scores.values
 
     def _score_alongside(self, texts: list[str], work: Callable[[], T]) -> tuple[tuple, T]:
-        """``self._score(texts)`` in a background thread while ``work()`` runs in this one; both
-        results, the same as if run one after the other.
-
-        Why: after sampling, a round needs the oracle's energies (CPU: RDKit in process, or waiting
-        on the oracle's worker pool) and the frozen reference's log-probabilities of the same
-        samples (the network, on the accelerator). Neither needs the other, and PyTorch releases
-        the GIL inside its kernels, so the oracle works while the network does instead of after it.
-        The network stays in this thread: grad mode and the CUDA device are per thread, and the
-        oracle's worker pool forks from whichever thread first uses it, which need not hold any
-        lock of PyTorch's. Grad mode is off and the device set in the scoring thread as well, for
-        oracles that run a network of their own (``oracles.learned``)."""
+        """``self._score(texts)`` in a background thread while ``work()`` (the network) runs in this
+        one; both results, the same as if run one after the other (why: docs/design.md)."""
         device = self.device
 
         def score():
@@ -208,7 +211,7 @@ class OfflineAlignment(L.LightningModule):
 
     def _warn_if_invalid_preferred(self, energies: np.ndarray, valid: np.ndarray) -> None:
         """Warn once per run when the oracle's penalty favours invalid samples (``invalid_preferred``)."""
-        if not getattr(self, "_warned_penalty", False):
+        if not self._warned_penalty:
             for message in invalid_preferred(energies, valid, [self.oracle.name]):
                 self._warned_penalty = True
                 log.warning(message)
@@ -293,7 +296,7 @@ class OfflineAlignment(L.LightningModule):
                 os.unlink(tmp)
 
     def setup(self, stage: str) -> None:
-        if stage != "fit" or hasattr(self, "pair_i"):
+        if stage != "fit" or self.pair_i is not None:
             return
         scored = self._scored_pairs()
         if scored is not None:
@@ -424,9 +427,6 @@ class OfflineAlignment(L.LightningModule):
         pi_1, pi_2 = self.rows_logprob(ids, mask, torch.cat([i, j])).split(len(i))
         u, ref = energies.to(self.device), ref_logps.to(self.device)
         loss = self.objective(pi_1, pi_2, ref[i], ref[j], u[i], u[j])
-        if self.hparams.sft_weight:
-            better = torch.where(u[i] <= u[j], pi_1, pi_2)
-            loss = loss + self.hparams.sft_weight * (-better.mean())
         self.log("train/loss", loss, prog_bar=True, batch_size=len(i))
         return loss
 
@@ -573,7 +573,7 @@ class OfflineAlignment(L.LightningModule):
                 print(f"{key:28s}{before}{last[key]:12.4f}")
         std = reference[_std_key(prop)]
         print(f"reference std of {prop}: {std:.4f}; shift = {(last[prop] - reference[prop]) / max(std, 1e-12):+.2f} std")
-        if getattr(self, "last_plot", None):
+        if self.last_plot:
             print(f"histogram: {self.last_plot}")
         print(f"summary: {self._output_dir() / 'summary.json'}")
 
@@ -582,7 +582,7 @@ class OfflineAlignment(L.LightningModule):
         return {prop: float(ref.mean()), _std_key(prop): float(ref.std()),
                 "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
                 "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
-                **{k: float(v) for k, v in getattr(self, "_reference_quality", {}).items()}}
+                **{k: float(v) for k, v in self._reference_quality.items()}}
 
     def summary(self, reference: dict[str, float], last: dict[str, float], step: int | None = None) -> dict:
         """The before/after table as plain data, the schema of ``summary.json`` (also written by

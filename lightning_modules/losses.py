@@ -47,11 +47,9 @@ def era_logits(pi_logps_1, pi_logps_2, ref_logps_1, ref_logps_2, energies_1, ene
 
     ``max_shift`` (nats, optional) bounds how far a pair's target odds may move from the
     reference's own odds ℓ_ref = log π_ref(y₂) − log π_ref(y₁): ℓ* ← clamp(ℓ*, ℓ_ref − c, ℓ_ref + c).
-    Why: from a weak reference, pairs of a likely invalid string and an unlikely valid molecule
-    have exact targets tens of nats from ℓ_ref, and meeting them one pair at a time raises
-    specific unlikely molecules instead of the whole valid, low-energy region (docs/era.md).
-    Pairs whose exact target lies within c of ℓ_ref keep it; the others ask for c nats in the
-    right direction — a per-pair trust region, so the minimiser is π* only when no pair is clipped.
+    A per-pair trust region for weak references (docs/design.md): pairs whose exact target lies
+    within c of ℓ_ref keep it, the others ask for c nats in the right direction, so the minimiser
+    is π* only when no pair is clipped.
     """
     beta_p, gamma_p = era_scales(beta, gamma)
     check_finite("energies_1", energies_1)

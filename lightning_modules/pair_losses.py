@@ -1,13 +1,15 @@
 """Pairwise alignment objectives as small config-named classes around the pure losses.
 
-A new objective is one subclass of :class:`PairObjective` named by ``class_path`` in YAML.
+A new objective is one subclass of :class:`PairObjective` named by ``class_path`` in YAML. The same
+objective trains offline/online alignment and directed evolution on pairs, and an expert in
+IRS/RS/MORLHF (``policy_updates.PairUpdate``); terms compose as wrappers (:class:`WithSFT`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from lightning_modules.losses import dpo_loss, era_loss
+from lightning_modules.losses import dpo_loss, era_loss, nll_loss
 
 
 class PairObjective:
@@ -52,3 +54,21 @@ class DPO(PairObjective):
 
     def __call__(self, pi_1, pi_2, ref_1, ref_2, u_1, u_2):
         return dpo_loss(pi_1, pi_2, ref_1, ref_2, u_1, u_2, self.beta)
+
+
+class WithSFT(PairObjective):
+    """An objective plus ``weight`` × the negative log-likelihood of the lower-energy member of
+    each pair (an SFT term that keeps samples on-manifold).
+
+    Args:
+        objective: the pair objective it adds to.
+        weight: weight of the NLL term.
+    """
+
+    def __init__(self, objective: PairObjective, weight: float = 0.1):
+        self.objective, self.weight = objective, weight
+        self.name = f"{objective.name}+sft"
+
+    def __call__(self, pi_1, pi_2, ref_1, ref_2, u_1, u_2):
+        loss = self.objective(pi_1, pi_2, ref_1, ref_2, u_1, u_2)
+        return loss + self.weight * nll_loss(torch.where(u_1 <= u_2, pi_1, pi_2))

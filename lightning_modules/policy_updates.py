@@ -1,4 +1,4 @@
-"""How one expert learns from one batch of its own samples: RLOO, PPO or online ERA.
+"""How one expert learns from one batch of its own samples: RLOO, PPO, or a pair objective (ERA, DPO).
 
 Each update is a small config-named class around the pure losses of ``lightning_modules.losses``.
 A *round* is one batch of samples drawn from the expert, scored by the expert's objective, with
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from lightning_modules.losses import (
-    era_loss,
     group_normalised_advantages,
     kl_penalty,
     leave_one_out_advantages,
@@ -22,6 +21,7 @@ from lightning_modules.losses import (
     reinforce_loss,
 )
 from datamodules.pairs import make_pairs
+from lightning_modules.pair_losses import ERA, PairObjective
 
 
 @dataclass
@@ -106,19 +106,21 @@ class PPO(PolicyUpdate):
         return surrogate + self.kl_coef * kl, {"kl": float(kl), "reward": float(-batch.energies.mean())}
 
 
-class ERAUpdate(PolicyUpdate):
-    """Online Energy Rank Alignment on the round's samples: pairs of distinct samples, target
-    preference σ(−β'ΔU + γ'Δ log π_ref) (see ``losses.era_loss``).
+class PairUpdate(PolicyUpdate):
+    """A pair objective (``pair_losses``: ERA, DPO, …) on the round's samples: pairs of distinct
+    samples, sequence log-probabilities under the expert and the reference, the round's energies.
 
     Args:
-        beta, gamma: ERA's inverse temperature and reference strength.
+        objective: the pair objective, the same class offline alignment trains with.
         max_pairs: distinct pairs drawn per round (``None`` = all n(n−1)/2).
+        seed: pairs are drawn with seed + the step the round was made at.
     """
 
-    name = "era"
+    name = "pairs"
 
-    def __init__(self, beta: float = 10.0, gamma: float = 0.0, max_pairs: int | None = 2048, seed: int = 0):
-        self.beta, self.gamma, self.max_pairs, self.seed = beta, gamma, max_pairs, seed
+    def __init__(self, objective: PairObjective, max_pairs: int | None = 2048, seed: int = 0):
+        self.objective, self.max_pairs, self.seed = objective, max_pairs, seed
+        self.name = objective.name
 
     def loss(self, token_logps, batch):
         mask = batch.token_mask.to(token_logps.dtype)
@@ -129,5 +131,15 @@ class ERAUpdate(PolicyUpdate):
             return logps.sum() * 0.0, {"pairs": 0.0}
         i, j = torch.from_numpy(i).to(logps.device), torch.from_numpy(j).to(logps.device)
         u = batch.energies.to(logps)
-        loss = era_loss(logps[i], logps[j], ref[i], ref[j], u[i], u[j], self.beta, self.gamma)
+        loss = self.objective(logps[i], logps[j], ref[i], ref[j], u[i], u[j])
         return loss, {"pairs": float(len(i)), "reward": float(-batch.energies.mean())}
+
+
+class ERAUpdate(PairUpdate):
+    """Online Energy Rank Alignment as an expert update: :class:`PairUpdate` with
+    ``pair_losses.ERA`` (the arguments are ERA's, see there, and PairUpdate's)."""
+
+    def __init__(self, beta: float = 10.0, gamma: float = 0.0, max_pairs: int | None = 2048, seed: int = 0,
+                 reverse_kl: bool = False, max_shift: float | None = None):
+        super().__init__(ERA(beta, gamma, reverse_kl, max_shift), max_pairs, seed)
+        self.beta, self.gamma = beta, gamma

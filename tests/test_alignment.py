@@ -363,3 +363,27 @@ def test_every_property_gets_its_histogram(tmp_path):
     for name in ("length", "carbons"):
         assert (tmp_path / "plots" / f"histogram_{name}.png").stat().st_size > 1000
     assert module.last_plot == tmp_path / "plots" / "histogram_length.png"
+
+
+def test_sft_weight_is_the_sft_wrapper(tmp_path):
+    """The old ``sft_weight`` argument composes ``pair_losses.WithSFT`` around the objective: the same
+    loss on the same pairs as naming the wrapper in the config."""
+    from lightning_modules.pair_losses import WithSFT
+
+    old = OfflineAlignment(Length(), policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles",
+                           objective=ERA(beta=20.0), sft_weight=0.25, dataset_path=str(tmp_path / "s.parquet"))
+    assert isinstance(old.objective, WithSFT) and old.objective.weight == 0.25
+    assert isinstance(old.objective.objective, ERA) and old.objective.objective.beta == 20.0
+    new = OfflineAlignment(Length(), policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles",
+                           objective=WithSFT(ERA(beta=20.0), 0.25), dataset_path=str(tmp_path / "s.parquet"))
+    new.model.load_state_dict(old.model.state_dict())
+    new.reference.load_state_dict(old.reference.state_dict())
+    ids = torch.randint(3, 20, (6, 8))
+    mask = torch.ones_like(ids)
+    energies, ref = torch.linspace(0, 5, 6), torch.linspace(-20, -10, 6)
+    i, j = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    with torch.no_grad():
+        plain = ERA(beta=20.0)(*new.rows_logprob(ids, mask, torch.cat([i, j])).split(3), ref[i], ref[j],
+                               energies[i], energies[j])
+        a, b = old.pair_loss(ids, mask, energies, ref, i, j), new.pair_loss(ids, mask, energies, ref, i, j)
+    assert torch.equal(a, b) and not torch.equal(a, plain)

@@ -210,3 +210,62 @@ def test_identical_sequences_are_never_paired():
     assert all(seqs[a] != seqs[b] for a, b in zip(i, j))
     assert len(make_pairs(["CCO", "CCO"])[0]) == 0
     assert len(make_pairs(2)[0]) == 1
+
+
+# ------------------------------------------------------------------ one objective, pairs or expert updates
+def _round(n=6, length=5, seed=0):
+    from lightning_modules.policy_updates import Round
+
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[0, -2:] = 0  # a shorter sequence: padding must not count
+    return Round(input_ids=torch.randint(3, 20, (n, length), generator=g), attention_mask=mask,
+                 energies=torch.randn(n, generator=g) * 3, old_token_logps=-torch.rand(n, length - 1, generator=g),
+                 ref_token_logps=-torch.rand(n, length - 1, generator=g) * 2,
+                 texts=[f"s{k}" for k in range(n)], made_at_step=3)
+
+
+def test_era_update_is_the_era_objective_on_the_rounds_pairs():
+    """ERAUpdate computes pair_losses.ERA (with all of ERA's options: max_shift, reverse_kl) on the
+    pairs make_pairs draws from the round, sequence log-probs summed over real tokens only."""
+    from lightning_modules.pair_losses import ERA
+    from lightning_modules.policy_updates import ERAUpdate, PairUpdate
+
+    batch = _round()
+    token_logps = -torch.rand(6, 4, generator=torch.Generator().manual_seed(1)) * 3
+    mask = batch.token_mask.float()
+    logps, ref = (token_logps * mask).sum(-1), (batch.ref_token_logps * mask).sum(-1)
+    i, j = map(torch.from_numpy, make_pairs(batch.texts, 7, 11 + batch.made_at_step))
+    u = batch.energies
+    for kwargs in ({}, {"max_shift": 0.5}, {"reverse_kl": True}):
+        loss, stats = ERAUpdate(beta=4.0, gamma=1.0, max_pairs=7, seed=11, **kwargs).loss(token_logps, batch)
+        expected = era_loss(logps[i], logps[j], ref[i], ref[j], u[i], u[j], 4.0, 1.0, **kwargs)
+        assert torch.equal(loss, expected) and stats["pairs"] == 7.0
+        same, _ = PairUpdate(ERA(4.0, 1.0, **kwargs), max_pairs=7, seed=11).loss(token_logps, batch)
+        assert torch.equal(same, loss)
+    clipped, _ = ERAUpdate(beta=4.0, gamma=1.0, max_pairs=7, seed=11, max_shift=0.01).loss(token_logps, batch)
+    assert not torch.equal(clipped, ERAUpdate(beta=4.0, gamma=1.0, max_pairs=7, seed=11).loss(token_logps, batch)[0])
+
+
+def test_dpo_is_an_expert_update_too():
+    from lightning_modules.pair_losses import DPO
+    from lightning_modules.policy_updates import PairUpdate
+
+    batch = _round()
+    token_logps = (-torch.rand(6, 4) * 3).requires_grad_()
+    loss, stats = PairUpdate(DPO(0.5), max_pairs=None).loss(token_logps, batch)
+    loss.backward()
+    assert stats["pairs"] == 15.0 and token_logps.grad.abs().sum() > 0
+    assert (token_logps.grad[0, -2:] == 0).all()  # padding gets no gradient
+
+
+def test_sft_wrapper_adds_the_nll_of_the_better_member():
+    from lightning_modules.pair_losses import DPO, ERA, WithSFT
+
+    pi_1, pi_2, ref_1, ref_2 = t(-3.0, -5.0), t(-4.0, -2.0), t(-3.5, -4.0), t(-3.0, -2.5)
+    u_1, u_2 = t(1.0, 0.0), t(2.0, -1.0)  # the better members: pi_1[0], pi_2[1]
+    for base in (ERA(4.0, 1.0), DPO(0.2)):
+        wrapped = WithSFT(base, 0.3)
+        expected = base(pi_1, pi_2, ref_1, ref_2, u_1, u_2) + 0.3 * (3.0 + 2.0) / 2
+        assert float(wrapped(pi_1, pi_2, ref_1, ref_2, u_1, u_2)) == pytest.approx(float(expected))
+        assert wrapped.name == base.name + "+sft"
