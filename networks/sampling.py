@@ -102,7 +102,9 @@ def sample(
 
     Reproducible: the same ``generator`` seed (on the model's device) gives the same samples.
     ``precision`` (``auto``/``bf16``/``fp32``): the compute precision; ``None`` follows an active
-    autocast, else the ``REWARDFIT_PRECISION`` setting (:mod:`networks.precision`).
+    autocast, else the ``REWARDFIT_PRECISION`` setting (:mod:`networks.precision`). Below fp32,
+    ``model_logprobs`` come from a scoring pass (:func:`scoring_logprob`), exactly as training
+    computes them.
     """
     device = next(model.parameters()).device
     dtype = compute_dtype(device, precision)
@@ -123,6 +125,11 @@ def sample(
     logprobs = torch.cat([p[2] for p in parts])
     model_lp = torch.cat([p[3] for p in parts]) if return_model_logprobs else None
     finished = torch.cat([p[4] for p in parts])
+    if return_model_logprobs and dtype != torch.float32:
+        # Below fp32, one token at a time and the whole sequence at once round differently (bf16:
+        # 0.03 nats per molecule on average); score the samples as a training forward does, so a
+        # stored reference log-prob matches the policy's at the start exactly.
+        model_lp = scoring_logprob(model, ids, mask, batch_size=batch_size, precision=dtype)
     return SampleBatch(ids, mask, logprobs, model_lp, finished, decoder(ids))
 
 

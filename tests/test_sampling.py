@@ -139,14 +139,16 @@ def test_too_many_new_tokens_is_a_clear_error(model, tok):
 
 
 def test_bf16_sampling_and_scoring_agree(model, tok):
-    """Under bf16 the sampler's log-probs agree with the scorer's to bf16 rounding (stated in
-    docs/benchmarks.md: mean 0.03 nats, max 0.15 on molgpt-moses), and the scorer computes exactly
-    what a bf16-mixed training forward computes, so ERA's policy/reference log-ratio starts at 0."""
+    """Under bf16 the sampler's own log-probs (the sampling distribution's) agree with the scorer's
+    to bf16 rounding (docs/benchmarks.md: mean 0.03 nats, max 0.15 on molgpt-moses), its
+    model_logprobs are the scorer's exactly, and the scorer computes what a bf16-mixed training
+    forward computes — so ERA's policy/reference log-ratio starts at exactly 0."""
     batch = sample(model, tok, 32, max_new_tokens=25, generator=torch.Generator().manual_seed(2),
                    return_model_logprobs=True, precision="bf16")
     scored = scoring_logprob(model, batch.input_ids, batch.attention_mask, precision="bf16")
     exact = scoring_logprob(model, batch.input_ids, batch.attention_mask, precision="fp32")
-    gap = (scored - batch.model_logprobs).abs()
+    assert torch.equal(batch.model_logprobs, scored)
+    gap = (scored - batch.logprobs).abs()  # T = 1, no truncation: the same distribution
     assert gap.mean() < 0.05 and gap.max() < 0.3
     assert not torch.equal(scored, exact)  # bf16 was really used
     with torch.autocast("cpu", dtype=torch.bfloat16):
