@@ -342,6 +342,7 @@ def report(csv: Path, img_dir: Path, quiet: bool = False, runs: Path | None = No
     everything = frame.assign(complete=True)
     if runs is not None:
         partial = unfinished_rows(runs, frame)
+        csv.with_name(csv.stem + "_partial.csv").unlink(missing_ok=True)  # never a stale one
         if len(partial):
             partial.to_csv(csv.with_name(csv.stem + "_partial.csv"), index=False)
             everything = pd.concat([everything, partial.assign(complete=False)], ignore_index=True)
