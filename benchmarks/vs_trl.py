@@ -53,7 +53,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "checkpoints" / "molgpt-moses"
 TOP_K, MAX_NEW_TOKENS, BETA, LR, KL_COEF = 5, 100, 0.1, 1e-6, 0.05
 N_SAMPLES, N_PAIRS, PAIRS_PER_STEP, SAMPLES_PER_STEP = 2000, 4000, 32, 128
-SIDES = [("rewardfit", None), ("trl", "defaults"), ("trl", "best")]
+#: name → (side, settings, extra worker arguments); rewardfit-buckets4 is DPO only (``bucketed_logprob``),
+#: rewardfit-fast-rounds RLOO only (``faster_rloo_rounds``)
+SIDES = {"rewardfit": ("rewardfit", "-", {}),
+         "rewardfit-buckets4": ("rewardfit", "length buckets 4", {"buckets": 4}),
+         "rewardfit-fast-rounds": ("rewardfit", "prototype: sampler log-probs, buckets 4", {"buckets": 4}),
+         "trl-defaults": ("trl", "defaults", {"settings": "defaults"}), "trl-best": ("trl", "best", {"settings": "best"})}
 
 
 # ---------------------------------------------------------------- shared by the workers
@@ -141,15 +146,59 @@ def work_prepare(args) -> dict:
             "same_tokens_when_retokenised": same / len(frame)}
 
 
+def bucketed_logprob(model, ids, mask, buckets: int, reduce: bool = True):
+    """``networks.sampling.sequence_logprob`` of the rows sorted by length and cut into ``buckets``
+    groups, each padded only to its own longest row: the same log-probabilities (a row's real tokens
+    never attend to padding) for fewer padded positions. Differentiable; rows in the given order;
+    ``reduce=False``: per-token, zero-padded to the given width."""
+    import torch
+    import torch.nn.functional as F
+
+    from networks.sampling import sequence_logprob
+
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths)
+    parts = []
+    for rows in torch.tensor_split(order, min(buckets, len(order))):
+        width = max(int(lengths[rows].max()), 2)
+        lp = sequence_logprob(model, ids[rows, :width], mask[rows, :width], reduce=reduce)
+        parts.append(lp if reduce else F.pad(lp, (0, ids.size(1) - width)))
+    return torch.cat(parts)[torch.argsort(order)]
+
+
 def rewardfit_offline(args):
     from lightning_modules.alignment import OfflineAlignment
     from lightning_modules.pair_losses import DPO
     from networks.architectures import Pretrained
 
-    return OfflineAlignment(oracle=qed_oracle(), policy=Pretrained(str(MODEL)), tokenizer=str(MODEL),
-                            objective=DPO(BETA), num_samples=N_SAMPLES, max_pairs=N_PAIRS,
-                            pairs_per_batch=PAIRS_PER_STEP, dataset_path=args.dataset, top_k=TOP_K,
-                            max_new_tokens=MAX_NEW_TOKENS, lr=LR, seed=0)
+    cls = OfflineAlignment
+    buckets = getattr(args, "buckets", 0)
+    if buckets:
+        class Bucketed(OfflineAlignment):
+            """The same module, its ``rows_logprob`` padding each length bucket to its own longest row."""
+
+            def rows_logprob(self, ids, mask, rows):
+                return bucketed_logprob(self.model, ids[rows].to(self.device), mask[rows].to(self.device), buckets)
+
+        cls = Bucketed
+    return cls(oracle=qed_oracle(), policy=Pretrained(str(MODEL)), tokenizer=str(MODEL),
+               objective=DPO(BETA), num_samples=N_SAMPLES, max_pairs=N_PAIRS,
+               pairs_per_batch=PAIRS_PER_STEP, dataset_path=args.dataset, top_k=TOP_K,
+               max_new_tokens=MAX_NEW_TOKENS, lr=LR, seed=0)
+
+
+def bucket_check(module, buckets: int) -> float:
+    """Largest |difference| between the bucketed and the plain log-probabilities of 64 stored rows."""
+    import torch
+
+    from networks.sampling import sequence_logprob
+
+    rows = torch.arange(64)
+    ids, mask = module.sample_ids[rows], module.sample_mask[rows]
+    width = int(mask.sum(1).max())
+    with torch.no_grad():
+        plain = sequence_logprob(module.model, ids[:, :width], mask[:, :width])
+        return float((bucketed_logprob(module.model, ids, mask, buckets) - plain).abs().max())
 
 
 def lightning_fit(module, args) -> dict:
@@ -174,7 +223,40 @@ def lightning_fit(module, args) -> dict:
 
 
 def work_rewardfit_dpo(args) -> dict:
-    return lightning_fit(rewardfit_offline(args), args)
+    module = rewardfit_offline(args)
+    out = lightning_fit(module, args)
+    if args.buckets:
+        out["bucket_max_abs_diff"] = bucket_check(module, args.buckets)
+    return out
+
+
+def faster_rloo_rounds(module, buckets: int) -> None:
+    """A prototype of two changes to ``MultiObjectiveModule`` for RLOO, made here by swapping the
+    module's ``sample``/``sequence_logprob`` names (the module itself is not edited):
+    1. no forward pass for the sampling policy's log-probabilities: RLOO uses only their sum per
+       sequence (the KL term of the reward), which the sampler already returns
+       (``return_model_logprobs``); it is put in the first token column, zeros elsewhere;
+    2. reference and policy forward passes in ``buckets`` length buckets (:func:`bucketed_logprob`)."""
+    import torch
+
+    import lightning_modules.multi_objective as mo
+    from networks.sampling import sample
+
+    stash = {}
+
+    def sample_with_logprobs(*a, **kw):
+        batch = sample(*a, **{**kw, "return_model_logprobs": True})
+        stash["lp"] = batch.model_logprobs
+        return batch
+
+    def logprob(model, ids, mask, reduce=True):
+        if not torch.is_grad_enabled() and model is not module.reference and not reduce:
+            old = torch.zeros(ids.size(0), ids.size(1) - 1)
+            old[:, 0] = stash.pop("lp")
+            return old.to(ids.device)
+        return bucketed_logprob(model, ids, mask, buckets, reduce)
+
+    mo.sample, mo.sequence_logprob = sample_with_logprobs, logprob
 
 
 def work_rewardfit_rloo(args) -> dict:
@@ -186,6 +268,8 @@ def work_rewardfit_rloo(args) -> dict:
                                   update=RLOO(kl_coef=KL_COEF), samples_per_step=SAMPLES_PER_STEP, lr=LR,
                                   top_k=TOP_K, max_new_tokens=MAX_NEW_TOKENS,
                                   steps_per_epoch=args.warmup + args.timed, seed=0)
+    if args.buckets:
+        faster_rloo_rounds(module, args.buckets)
     return lightning_fit(module, args)
 
 
@@ -352,8 +436,9 @@ def table(rows: list[dict]) -> str:
     for key, runs in groups.items():
         task, precision, side, settings = key
         ours = med.get((task, precision, "rewardfit", "-"))
-        ratio = f"{ours / med[key]:.2f}×" if ours and side != "rewardfit" else "—"
-        setup = statistics.median(r["setup_cpu_s"] for r in runs) if runs[0].get("setup_cpu_s") != "" else None
+        ratio = f"{ours / med[key]:.2f}×" if ours and key[2:] != ("rewardfit", "-") else "—"
+        setups = [r["setup_cpu_s"] for r in runs if r.get("setup_cpu_s") not in ("", None)]
+        setup = statistics.median(setups) if setups else None
         unit = "pairs" if task == "dpo" else "samples"
         lines.append(f"| {task} ({unit}) | {precision} | {side} | {settings} | {len(runs)} | {med[key]:.1f} | "
                      f"{statistics.median(r['units_per_s'] for r in runs):.1f} | {ratio} | "
@@ -366,6 +451,7 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=["dpo", "rloo"], choices=["dpo", "rloo", "profile-dpo"])
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--sides", nargs="+", default=["rewardfit", "trl-defaults", "trl-best"], choices=list(SIDES))
     p.add_argument("--dpo-steps", type=int, nargs=2, default=[20, 40], metavar=("WARMUP", "TIMED"))
     p.add_argument("--rloo-steps", type=int, nargs=2, default=[3, 12], metavar=("WARMUP", "TIMED"))
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
@@ -373,6 +459,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_vs_trl")
     p.add_argument("--trl-venv", type=Path, default=ROOT / ".venv-trl")
     p.add_argument("--csv", type=Path, default=ROOT / "docs" / "results" / "bench_vs_trl.csv")
+    p.add_argument("--append", action="store_true", help="keep the rows already in --csv and add these")
+    p.add_argument("--report", action="store_true", help="only print the Markdown table of the rows in --csv")
     # worker side
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--json-out", help=argparse.SUPPRESS)
@@ -382,10 +470,16 @@ def main() -> None:
     p.add_argument("--settings", default="-", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--timed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--buckets", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker_main(args)
 
+    if args.report:
+        rows = read_csv(args.csv)
+        print(f"{rows[0]['date']}; {rows[0]['device']}; {rows[0]['threads']} torch thread(s) per run")
+        print(table(rows))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     args.dataset = args.dataset or str(args.work / "qed_samples.parquet")
     args.pairs = args.pairs or str(args.work / "qed_pairs.jsonl")
@@ -406,20 +500,22 @@ def main() -> None:
     print("data:", data, flush=True)
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    kept = read_csv(args.csv) if args.append and args.csv.is_file() else []
     rows, seen_versions = [], {}
     for task in [t for t in args.tasks if t in ("dpo", "rloo")]:
         warmup, timed = args.dpo_steps if task == "dpo" else args.rloo_steps
         per_step = PAIRS_PER_STEP if task == "dpo" else SAMPLES_PER_STEP
         for precision in args.precisions:
             for repeat in range(args.repeats):
-                for side, settings in SIDES:  # interleaved: a busy spell slows every side alike
+                for name in args.sides:  # interleaved: a busy spell slows every side alike
+                    side, settings, extra = SIDES[name]
+                    if (name == "rewardfit-buckets4" and task != "dpo") or (name == "rewardfit-fast-rounds" and task != "rloo"):
+                        continue
                     python = ours if side == "rewardfit" else trl_python
-                    extra = dict(warmup=warmup, timed=timed, precision=precision)
-                    if settings:
-                        extra["settings"] = settings
+                    extra = dict(extra, warmup=warmup, timed=timed, precision=precision)
                     out = run_worker(python, f"{side}-{task}", args, log, **extra)
                     units = per_step * timed
-                    row = {"task": task, "side": side, "settings": settings or "-", "precision": precision,
+                    row = {"task": task, "side": side, "settings": settings, "precision": precision,
                            "repeat": repeat, "timed_steps": f"{warmup + 1}-{warmup + timed}", "units": units,
                            "wall_s": round(out["wall_s"], 3), "cpu_s": round(out["cpu_s"], 3),
                            "units_per_s": round(units / out["wall_s"], 2),
@@ -428,20 +524,32 @@ def main() -> None:
                            "threads": out["threads"], "torch": out["torch"],
                            "transformers": out["transformers"], "trl": out.get("trl", ""),
                            "lightning": out.get("lightning", ""), "device": device_name(), "date": date}
+                    if "bucket_max_abs_diff" in out:
+                        row["note"] = f"max |Δ log p| vs unbucketed {out['bucket_max_abs_diff']:.1e}"
                     seen_versions[side] = {k: out[k] for k in ("torch", "transformers", "trl", "lightning") if k in out}
                     rows.append(row)
-                    print(f"{task} {precision} {side:9s} {settings or '-':8s} repeat {repeat}: "
+                    print(f"{task} {precision} {side:9s} {settings:8s} repeat {repeat}: "
                           f"{row['units_per_cpu_s']:.1f} units/CPU-s, {row['units_per_s']:.1f} units/s wall "
                           f"(cpu {row['cpu_s']:.1f} s, wall {row['wall_s']:.1f} s)", flush=True)
-                    write_csv(args.csv, rows)
+                    write_csv(args.csv, kept + rows)
     print(f"\n{date}; {device_name()}; {args.threads} torch thread(s) per run; versions {seen_versions}")
     print(table(rows))
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.update({k: float(r[k]) for k in ("units_per_cpu_s", "units_per_s")},
+                 setup_cpu_s=float(r["setup_cpu_s"]) if r.get("setup_cpu_s") else "")
+    return rows
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
 
