@@ -427,20 +427,27 @@ def device_name() -> str:
 
 
 def table(rows: list[dict]) -> str:
+    """Medians per (study, task, precision, side, settings); each side against plain rewardfit of
+    the same study (the runs it was interleaved with)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["task"], r["precision"], r["side"], r["settings"]), []).append(r)
-    lines = ["| task | precision | side | settings | repeats | units/CPU-s (median) | units/s wall (median) "
-             "| rewardfit ÷ this (CPU) | set-up CPU-s |", "|---|---|---|---|---|---|---|---|---|"]
+        groups.setdefault((r.get("study", ""), r["task"], r["precision"], r["side"], r["settings"]), []).append(r)
+    lines = ["| study | task | precision | side | settings | repeats | units/CPU-s (median) | units/s wall (median) "
+             "| rewardfit ÷ this (CPU) | set-up CPU-s |", "|---|---|---|---|---|---|---|---|---|---|"]
     med = {k: statistics.median(r["units_per_cpu_s"] for r in v) for k, v in groups.items()}
     for key, runs in groups.items():
-        task, precision, side, settings = key
-        ours = med.get((task, precision, "rewardfit", "-"))
-        ratio = f"{ours / med[key]:.2f}×" if ours and key[2:] != ("rewardfit", "-") else "—"
+        study, task, precision, side, settings = key
+        ours = med.get((study, task, precision, "rewardfit", "-"))
+        if not ours or key[3:] == ("rewardfit", "-"):
+            ratio = "—"
+        elif side == "rewardfit":  # a variant of rewardfit: its speed-up over the plain one
+            ratio = f"variant: {med[key] / ours:.2f}× plain"
+        else:
+            ratio = f"{ours / med[key]:.2f}×"
         setups = [r["setup_cpu_s"] for r in runs if r.get("setup_cpu_s") not in ("", None)]
         setup = statistics.median(setups) if setups else None
         unit = "pairs" if task == "dpo" else "samples"
-        lines.append(f"| {task} ({unit}) | {precision} | {side} | {settings} | {len(runs)} | {med[key]:.1f} | "
+        lines.append(f"| {study} | {task} ({unit}) | {precision} | {side} | {settings} | {len(runs)} | {med[key]:.1f} | "
                      f"{statistics.median(r['units_per_s'] for r in runs):.1f} | {ratio} | "
                      f"{'' if setup is None else f'{setup:.1f}'} |")
     return "\n".join(lines)
@@ -459,6 +466,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_vs_trl")
     p.add_argument("--trl-venv", type=Path, default=ROOT / ".venv-trl")
     p.add_argument("--csv", type=Path, default=ROOT / "docs" / "results" / "bench_vs_trl.csv")
+    p.add_argument("--study", default="main", help="label of this run's rows in --csv (the table compares within one)")
     p.add_argument("--append", action="store_true", help="keep the rows already in --csv and add these")
     p.add_argument("--report", action="store_true", help="only print the Markdown table of the rows in --csv")
     # worker side
@@ -515,7 +523,7 @@ def main() -> None:
                     extra = dict(extra, warmup=warmup, timed=timed, precision=precision)
                     out = run_worker(python, f"{side}-{task}", args, log, **extra)
                     units = per_step * timed
-                    row = {"task": task, "side": side, "settings": settings, "precision": precision,
+                    row = {"study": args.study, "task": task, "side": side, "settings": settings, "precision": precision,
                            "repeat": repeat, "timed_steps": f"{warmup + 1}-{warmup + timed}", "units": units,
                            "wall_s": round(out["wall_s"], 3), "cpu_s": round(out["cpu_s"], 3),
                            "units_per_s": round(units / out["wall_s"], 2),
