@@ -1,9 +1,13 @@
 """rewardfit against TRL, side by side: offline DPO (pairs/s) and online RLOO (samples/s).
 
     bash benchmarks/trl_venv.sh                     # once: TRL in its own venv (.venv-trl)
-    nice -n 5 .venv/bin/python benchmarks/vs_trl.py [--tasks dpo rloo] [--precisions fp32 bf16]
+    nice -n 5 .venv/bin/python benchmarks/vs_trl.py [--tasks dpo rloo profile-dpo] [--precisions fp32 bf16]
+        [--sides rewardfit trl-defaults trl-best rewardfit-buckets4 rewardfit-fast-rounds]
         [--repeats 2] [--dpo-steps 20 40] [--rloo-steps 3 12] [--threads 1]
-        [--csv docs/results/bench_vs_trl.csv]
+        [--csv docs/results/bench_vs_trl.csv] [--study main] [--append]
+    .venv/bin/python benchmarks/vs_trl.py --report     # the Markdown table of the rows in --csv
+
+Results and discussion: docs/results/bench_vs_trl.md.
 
 Same model (the shipped ``checkpoints/molgpt-moses``), same data, same batch sizes on both sides:
 
@@ -32,6 +36,11 @@ On a machine shared with other work the wall-clock rate says little, so the comp
 units per CPU-second. Sides are interleaved (rewardfit, TRL defaults, TRL best, rewardfit, …) and
 the table gives medians over repeats. One-off set-up (model load, tokenising, TRL's precomputed
 reference pass) is reported apart, as ``setup_cpu_s``.
+
+Two rewardfit variants test speed-ups without editing ``lightning_modules``: ``rewardfit-buckets4``
+(DPO: the step's rows in 4 length buckets, :func:`bucketed_logprob`) and ``rewardfit-fast-rounds``
+(RLOO: :func:`faster_rloo_rounds`). ``profile-dpo`` prints a ``torch.profiler`` table of rewardfit's
+DPO step.
 """
 
 from __future__ import annotations
@@ -58,7 +67,8 @@ N_SAMPLES, N_PAIRS, PAIRS_PER_STEP, SAMPLES_PER_STEP = 2000, 4000, 32, 128
 SIDES = {"rewardfit": ("rewardfit", "-", {}),
          "rewardfit-buckets4": ("rewardfit", "length buckets 4", {"buckets": 4}),
          "rewardfit-fast-rounds": ("rewardfit", "prototype: sampler log-probs, buckets 4", {"buckets": 4}),
-         "trl-defaults": ("trl", "defaults", {"settings": "defaults"}), "trl-best": ("trl", "best", {"settings": "best"})}
+         "trl-defaults": ("trl", "defaults", {"settings": "defaults"}),
+         "trl-best": ("trl", "best", {"settings": "best"})}
 
 
 # ---------------------------------------------------------------- shared by the workers
@@ -447,7 +457,8 @@ def table(rows: list[dict]) -> str:
         setups = [r["setup_cpu_s"] for r in runs if r.get("setup_cpu_s") not in ("", None)]
         setup = statistics.median(setups) if setups else None
         unit = "pairs" if task == "dpo" else "samples"
-        lines.append(f"| {study} | {task} ({unit}) | {precision} | {side} | {settings} | {len(runs)} | {med[key]:.1f} | "
+        lines.append(f"| {study} | {task} ({unit}) | {precision} | {side} | {settings} | {len(runs)} | "
+                     f"{med[key]:.1f} | "
                      f"{statistics.median(r['units_per_s'] for r in runs):.1f} | {ratio} | "
                      f"{'' if setup is None else f'{setup:.1f}'} |")
     return "\n".join(lines)
@@ -517,13 +528,14 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name in args.sides:  # interleaved: a busy spell slows every side alike
                     side, settings, extra = SIDES[name]
-                    if (name == "rewardfit-buckets4" and task != "dpo") or (name == "rewardfit-fast-rounds" and task != "rloo"):
+                    if {"rewardfit-buckets4": "dpo", "rewardfit-fast-rounds": "rloo"}.get(name, task) != task:
                         continue
                     python = ours if side == "rewardfit" else trl_python
                     extra = dict(extra, warmup=warmup, timed=timed, precision=precision)
                     out = run_worker(python, f"{side}-{task}", args, log, **extra)
                     units = per_step * timed
-                    row = {"study": args.study, "task": task, "side": side, "settings": settings, "precision": precision,
+                    row = {"study": args.study, "task": task, "side": side, "settings": settings,
+                           "precision": precision,
                            "repeat": repeat, "timed_steps": f"{warmup + 1}-{warmup + timed}", "units": units,
                            "wall_s": round(out["wall_s"], 3), "cpu_s": round(out["cpu_s"], 3),
                            "units_per_s": round(units / out["wall_s"], 2),
