@@ -220,7 +220,7 @@ def test_invalid_samples_can_leave_the_pairs_for_a_term_of_their_own(tmp_path):
     module.prepare_data()
     module.setup("fit")
     valid = torch.tensor(pd.read_parquet(tmp_path / "samples.parquet")["valid"].to_numpy())
-    assert 10 < int((~valid).sum()) < 118  # both kinds present in the untrained model's samples
+    assert 10 < int((~valid).sum()) < 124  # both kinds present in the untrained model's samples (≥ 5 valid)
     assert valid[module.pair_i].all() and valid[module.pair_j].all()
     assert torch.equal(module.invalid_rows, torch.nonzero(~valid).flatten())
     assert torch.equal(module.valid_rows, torch.nonzero(valid).flatten())
