@@ -3,8 +3,12 @@
 # when its output exists and resumed from its last.ckpt when it was interrupted:
 #   1. (PHASES=1) a further pretraining phase of the shipped checkpoint:
 #      configs/pretrain/molgpt_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_cpu_continue.yaml
-#   2. the validity stage from the shipped checkpoint (or from stage 1's export):
-#      configs/era/qed_chembl_online_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
+#   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
+#      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
+#      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
+#        + configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml
+#      VARIANT=online: configs/era/qed_chembl_online_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
+#      (faster to high validity, but it learns shorter SMILES: checkpoints/molgpt-chembl/README.md)
 #   3. the export with bf16 weights (the size the repository ships), then the quality table on
 #      N samples without top-k and at top-k 5 (benchmarks/sample_quality.py --data chembl; FCD
 #      against FCD_REF random held-out ChEMBL molecules) in runs/chembl_prior/quality.md.
@@ -18,6 +22,7 @@ PY=${PY:-.venv/bin/python}
 N=${N:-10000}
 FCD_REF=${FCD_REF:-10000}
 PHASES=${PHASES:-0}
+VARIANT=${VARIANT:-sft}
 OUT=runs/chembl_prior
 mkdir -p "$OUT"
 
@@ -43,12 +48,20 @@ if [[ "$PHASES" == 1 ]]; then
   START=runs/pretrain/molgpt_chembl_cpu_continue/pretrained
 fi
 EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START")
-fit runs/pretrain/molgpt_chembl_validity_cpu configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml
+if [[ "$VARIANT" == online ]]; then
+  STAGE=runs/pretrain/molgpt_chembl_validity_cpu
+  fit "$STAGE" configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml
+else
+  STAGE=runs/pretrain/molgpt_chembl_validity_sft_cpu
+  fit "$STAGE" configs/era/qed_chembl_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml \
+    configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml
+fi
 
-"$PY" - <<'EOF'
+STAGE="$STAGE" "$PY" - <<'EOF'
+import os
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-src, dst = "runs/pretrain/molgpt_chembl_validity_cpu/pretrained", "runs/chembl_prior/candidate"
+src, dst = os.environ["STAGE"] + "/pretrained", "runs/chembl_prior/candidate"
 model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).to(torch.bfloat16)
 model.save_pretrained(dst)
 AutoTokenizer.from_pretrained(src).save_pretrained(dst)
