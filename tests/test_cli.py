@@ -178,13 +178,22 @@ def test_alignment_config_builds(args, capsys):
     code, out, err = _print_config(args, capsys)
     assert code in (0, None), err
     spec = yaml.safe_load(out)["model"]
+    policy_path = str(((spec["init_args"].get("policy") or {}).get("init_args") or {}).get("path", ""))
+    if policy_path.startswith("runs/") and not Path(policy_path).exists():
+        pytest.skip(f"starts from an earlier stage's output ({policy_path}); parsed in test_config_parses")
     cli = cli_main(args, run=False)
     model = cli.model
     assert isinstance(model, OfflineAlignment) and type(model).__name__ == spec["class_path"].rsplit(".", 1)[1]
     objective = spec["init_args"]["objective"]
-    assert type(model.objective).__name__ == objective["class_path"].rsplit(".", 1)[1]
+    built = model.objective
+    if spec["init_args"].get("sft_weight"):  # sft_weight wraps the configured objective in WithSFT
+        from lightning_modules.pair_losses import WithSFT
+
+        assert isinstance(built, WithSFT) and built.weight == pytest.approx(spec["init_args"]["sft_weight"])
+        built = built.objective
+    assert type(built).__name__ == objective["class_path"].rsplit(".", 1)[1]
     for key, value in objective.get("init_args", {}).items():
-        assert getattr(model.objective, key) == (pytest.approx(value) if value is not None else None), key
+        assert getattr(built, key) == (pytest.approx(value) if value is not None else None), key
     assert type(model.oracle).__name__ == spec["init_args"]["oracle"]["class_path"].rsplit(".", 1)[1]
     assert model.hparams.lr == pytest.approx(spec["init_args"]["lr"])
     # the policy starts as the frozen reference
