@@ -6,9 +6,10 @@
 Runs ``fit`` from the config for ``--steps`` optimiser steps (no checkpoints, no logger) with timers
 around the module's sampler, its oracle call, and the log-probability passes (split by whether the
 network is the frozen reference), and the wall time of each training batch (forward, backward and
-optimiser step included). ``update`` is the batch time not spent making the round (sampling,
-scoring, reference and old-policy log-probs). Where the module scores alongside the reference
-(``_score_alongside``, marked), the two overlap and the shares can add up to more than 100 %.
+optimiser step included). ``update`` is the batch time not spent making rounds (the module's
+``_new_round``: sampling, scoring, reference and old-policy log-probs). Where the module scores
+alongside the networks (the oracle in a thread; marked), those shares overlap and can add up to
+more than the round.
 The first ``--warmup`` batches are not counted.
 Prints a Markdown row per config.
 """
@@ -86,9 +87,9 @@ def instrument(clock: PhaseClock) -> None:
                 setattr(module, fn, _timed(clock, logprob_phase, getattr(module, fn)))
         for cls in vars(module).values():
             if isinstance(cls, type):
-                for method in (*SCORING_METHODS, "_score_alongside"):
+                for method in (*SCORING_METHODS, "_new_round"):
                     if method in vars(cls):
-                        phase = "alongside" if method == "_score_alongside" else "scoring"
+                        phase = "round" if method == "_new_round" else "scoring"
                         setattr(cls, method, _timed(clock, phase, vars(cls)[method]))
 
 
@@ -107,12 +108,11 @@ def profile(config: list[str], steps: int, warmup: int, extra: list[str]) -> dic
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     t = clock.totals
     total = t["batch"]
-    # the main thread's round: sampling, then scoring and reference (side by side where the module
-    # runs them alongside, one after the other otherwise), then the old policy's log-probs
-    round_s = t["sampling"] + (t["alongside"] or t["scoring"] + t["reference"]) + t["old_logprob"]
     share = {k: t[k] / total for k in ("sampling", "scoring", "reference", "old_logprob")}
+    # the phases of a round that run side by side (the oracle in a thread) add up to more than it
+    overlap = t["sampling"] + t["scoring"] + t["reference"] + t["old_logprob"] > 1.02 * t["round"]
     return {"batches": clock.batches, "s_per_batch": total / max(clock.batches, 1), **share,
-            "alongside": bool(t["alongside"]), "update": (total - round_s) / total}
+            "alongside": overlap, "update": (total - t["round"]) / total}
 
 
 def main() -> None:

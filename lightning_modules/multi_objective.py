@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import lightning as L
 import numpy as np
@@ -192,13 +193,23 @@ class MultiObjectiveModule(L.LightningModule):
             self._seed(self.global_step, self.global_rank, expert))
         batch = sample(model, self.tokenizer, hp.samples_per_step, hp.max_new_tokens, hp.temperature, hp.top_k,
                        generator=generator)
-        energies, valid = self.energy_matrix(batch.texts)
+        device = self.device
+
+        def score():  # in a thread, while this one runs the networks: neither waits for the other
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            with torch.no_grad():  # grad mode is per thread; learned oracles run a network too
+                return self.energy_matrix(batch.texts)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="rewardfit-oracle") as pool:
+            scoring = pool.submit(score)
+            ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+            old = sequence_logprob(model, ids, mask, reduce=False).float().cpu()
+            ref = sequence_logprob(self.reference, ids, mask, reduce=False).float().cpu()
+            energies, valid = scoring.result()  # re-raises the oracle's error here
         self.oracle_calls += len(batch.texts)
-        ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
         round_ = Round(ids.cpu(), mask.cpu(), torch.tensor(self.expert_energy(expert, energies), dtype=torch.float32),
-                       sequence_logprob(model, ids, mask, reduce=False).float().cpu(),
-                       sequence_logprob(self.reference, ids, mask, reduce=False).float().cpu(),
-                       batch.texts, int(self.global_step))
+                       old, ref, batch.texts, int(self.global_step))
         self.rounds[expert] = round_
         prefix = f"expert{expert}" if self.num_experts > 1 else "policy"
         self.log(f"{prefix}/round_energy", float(round_.energies.mean()), batch_size=1)
