@@ -1,6 +1,6 @@
 """Time of the work after sampling in one online round: the oracle's energies and the frozen
 reference's log-probabilities of the same samples, one after the other against alongside
-(``OfflineAlignment._score_alongside``: the oracle in a thread while the network runs).
+(``lightning_modules.alongside``: the oracle in a thread while the network runs).
 
     python benchmarks/online_round.py [--model checkpoints/molgpt-moses] [--n 256 1024] [--workers 1 2] [--repeats 3]
 

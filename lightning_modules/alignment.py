@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -32,6 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_modules.alongside import alongside
 from lightning_modules.checkpoint_checks import same_settings
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.losses import dpo_loss
@@ -192,22 +192,8 @@ class OfflineAlignment(L.LightningModule):
 
     def _score_alongside(self, texts: list[str], work: Callable[[], T]) -> tuple[tuple, T]:
         """``self._score(texts)`` in a background thread while ``work()`` (the network) runs in this
-        one; both results, the same as if run one after the other (why: docs/design.md)."""
-        device = self.device
-
-        def score():
-            if device.type == "cuda":
-                torch.cuda.set_device(device)
-            with torch.no_grad():
-                return self._score(texts)
-
-        with ThreadPoolExecutor(1, thread_name_prefix="rewardfit-oracle") as pool:
-            scoring = pool.submit(score)
-            try:
-                done = work()
-            finally:
-                scores = scoring.result()  # waits, and re-raises the oracle's error here
-        return scores, done
+        one; both results, the same as if run one after the other (:func:`alongside`)."""
+        return alongside(self.device, lambda: self._score(texts), work)
 
     def _warn_if_invalid_preferred(self, energies: np.ndarray, valid: np.ndarray) -> None:
         """Warn once per run when the oracle's penalty favours invalid samples (``invalid_preferred``)."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import lightning as L
 import numpy as np
@@ -41,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_modules.alongside import alongside
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.metrics import sample_quality, validity_and_uniqueness
 from lightning_modules.pareto import balance
@@ -193,20 +193,11 @@ class MultiObjectiveModule(L.LightningModule):
             self._seed(self.global_step, self.global_rank, expert))
         batch = sample(model, self.tokenizer, hp.samples_per_step, hp.max_new_tokens, hp.temperature, hp.top_k,
                        generator=generator)
-        device = self.device
-
-        def score():  # in a thread, while this one runs the networks: neither waits for the other
-            if device.type == "cuda":
-                torch.cuda.set_device(device)
-            with torch.no_grad():  # grad mode is per thread; learned oracles run a network too
-                return self.energy_matrix(batch.texts)
-
-        with ThreadPoolExecutor(1, thread_name_prefix="rewardfit-oracle") as pool:
-            scoring = pool.submit(score)
-            ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-            old = sequence_logprob(model, ids, mask, reduce=False).float().cpu()
-            ref = sequence_logprob(self.reference, ids, mask, reduce=False).float().cpu()
-            energies, valid = scoring.result()  # re-raises the oracle's error here
+        ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
+        # the oracle in a thread while the old policy's and the reference's log-probs run
+        (energies, valid), (old, ref) = alongside(self.device, lambda: self.energy_matrix(batch.texts), lambda: (
+            sequence_logprob(model, ids, mask, reduce=False).float().cpu(),
+            sequence_logprob(self.reference, ids, mask, reduce=False).float().cpu()))
         self.oracle_calls += len(batch.texts)
         round_ = Round(ids.cpu(), mask.cpu(), torch.tensor(self.expert_energy(expert, energies), dtype=torch.float32),
                        old, ref, batch.texts, int(self.global_step))
