@@ -124,7 +124,10 @@ def cli_main(args=None, run: bool = True) -> RewardfitCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     enable_interpolation()  # ${trainer.default_root_dir} across composed configs (cluster/config_files.py)
     if args is None or isinstance(args, list):
-        args = expand_moved(sys.argv[1:] if args is None else args)  # configs/moved.yaml
+        given = sys.argv[1:] if args is None else args
+        expanded = expand_moved(given)  # configs/moved.yaml
+        # unchanged command-line arguments stay with Lightning, which warns when given both
+        args = None if args is None and expanded == given else expanded
     return RewardfitCLI(
         L.LightningModule,
         None,  # any LightningDataModule subclass; optional, as offline alignment makes its own data
