@@ -44,7 +44,7 @@ from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBa
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
 from networks.files import honour_umask
-from networks.sampling import sample, scoring_logprob, sequence_logprob
+from networks.sampling import bucketed_logprob, sample, scoring_logprob, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
 
@@ -403,10 +403,8 @@ class OfflineAlignment(L.LightningModule):
         return self.hparams.invalid_weight * loss
 
     def rows_logprob(self, ids, mask, rows) -> torch.Tensor:
-        """The policy's log-probabilities of the stored samples ``rows``, padding trimmed to the longest."""
-        ids, mask = ids[rows].to(self.device), mask[rows].to(self.device)
-        width = int(mask.sum(1).max())
-        return sequence_logprob(self.model, ids[:, :width], mask[:, :width])
+        """The policy's log-probabilities of the stored samples ``rows``, in length buckets (less padding)."""
+        return bucketed_logprob(self.model, ids[rows].to(self.device), mask[rows].to(self.device))
 
     def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
         """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""

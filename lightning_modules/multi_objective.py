@@ -46,7 +46,7 @@ from lightning_modules.metrics import sample_quality, validity_and_uniqueness
 from lightning_modules.pareto import balance
 from lightning_modules.policy_updates import RLOO, PolicyUpdate, Round
 from networks.architectures import Architecture, Pretrained, disable_dropout
-from networks.sampling import sample, scoring_logprob, sequence_logprob
+from networks.sampling import bucketed_logprob, sample, scoring_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
 
@@ -191,16 +191,21 @@ class MultiObjectiveModule(L.LightningModule):
         model = self.experts[expert]
         generator = torch.Generator(device=self.device).manual_seed(
             self._seed(self.global_step, self.global_rank, expert))
+        need = self.update.old_logps
         batch = sample(model, self.tokenizer, hp.samples_per_step, hp.max_new_tokens, hp.temperature, hp.top_k,
-                       generator=generator)
+                       generator=generator, return_model_logprobs=need == "sequence")
         ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
-        # the oracle in a thread while the old policy's and the reference's log-probs run
+
+        def logps(net):  # per token, zero-padded to the round's width; length buckets: less padding
+            return bucketed_logprob(net, ids, mask, reduce=False).float().cpu()
+
+        # the oracle in a thread while the old policy's (where needed) and the reference's log-probs run
         (energies, valid), (old, ref) = alongside(self.device, lambda: self.energy_matrix(batch.texts), lambda: (
-            sequence_logprob(model, ids, mask, reduce=False).float().cpu(),
-            sequence_logprob(self.reference, ids, mask, reduce=False).float().cpu()))
+            logps(model) if need == "tokens" else None, logps(self.reference)))
         self.oracle_calls += len(batch.texts)
         round_ = Round(ids.cpu(), mask.cpu(), torch.tensor(self.expert_energy(expert, energies), dtype=torch.float32),
-                       old, ref, batch.texts, int(self.global_step))
+                       old, ref, batch.texts, int(self.global_step),
+                       batch.model_logprobs.float() if need == "sequence" else None)
         self.rounds[expert] = round_
         prefix = f"expert{expert}" if self.num_experts > 1 else "policy"
         self.log(f"{prefix}/round_energy", float(round_.energies.mean()), batch_size=1)
@@ -219,7 +224,7 @@ class MultiObjectiveModule(L.LightningModule):
             if round_ is None or self.global_step - round_.made_at_step >= self.update.inner_steps:
                 round_ = self._new_round(e)
             round_ = _on_device(round_, self.device)
-            token_logps = sequence_logprob(expert, round_.input_ids, round_.attention_mask, reduce=False)
+            token_logps = bucketed_logprob(expert, round_.input_ids, round_.attention_mask, reduce=False)
             loss, stats = self.update.loss(token_logps, round_)
             prefix = f"expert{e}" if self.num_experts > 1 else "policy"
             self.log(f"{prefix}/loss", loss, batch_size=1)

@@ -31,10 +31,11 @@ class Round:
     input_ids: torch.Tensor  # [n, L]
     attention_mask: torch.Tensor  # [n, L]
     energies: torch.Tensor  # [n] float32, lower is better
-    old_token_logps: torch.Tensor  # [n, L-1] under the expert that sampled them
+    old_token_logps: torch.Tensor | None  # [n, L-1] under the expert that sampled them (None: not needed)
     ref_token_logps: torch.Tensor  # [n, L-1] under the frozen reference
     texts: list[str]
     made_at_step: int
+    old_logps: torch.Tensor | None = None  # [n] per-sequence sum, where the update needs no per-token values
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -53,6 +54,9 @@ class PolicyUpdate:
 
     name = "update"
     inner_steps = 1
+    # what the round must hold of the sampling expert's log-probabilities: "tokens" (per token, one
+    # extra forward pass), "sequence" (per-sequence sums: the sampler's own, no extra pass) or None
+    old_logps = "tokens"
 
     def loss(self, token_logps: torch.Tensor, batch: Round) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -68,13 +72,16 @@ class RLOO(PolicyUpdate):
     """
 
     name = "rloo"
+    old_logps = "sequence"
 
     def __init__(self, kl_coef: float = 0.05, group_size: int | None = None):
         self.kl_coef, self.group_size = kl_coef, group_size
 
     def loss(self, token_logps, batch):
         mask = batch.token_mask.to(token_logps.dtype)
-        log_ratio = ((batch.old_token_logps - batch.ref_token_logps) * mask).sum(-1)
+        old = (batch.old_logps if batch.old_logps is not None
+               else (batch.old_token_logps * batch.token_mask).sum(-1))
+        log_ratio = old.to(mask) - (batch.ref_token_logps.to(mask) * mask).sum(-1)
         rewards = -batch.energies.to(token_logps) - self.kl_coef * log_ratio.to(token_logps)
         advantages = leave_one_out_advantages(rewards, self.group_size)
         loss = reinforce_loss((token_logps * mask).sum(-1), advantages)
@@ -117,6 +124,7 @@ class PairUpdate(PolicyUpdate):
     """
 
     name = "pairs"
+    old_logps = None
 
     def __init__(self, objective: PairObjective, max_pairs: int | None = 2048, seed: int = 0):
         self.objective, self.max_pairs, self.seed = objective, max_pairs, seed

@@ -113,9 +113,10 @@ def sample(
     model.eval()
     parts = []
     try:
+        stepper = stepper_for(model, min(batch_size, n), max_new_tokens, dtype) if n > 0 else None
         for start in range(0, n, batch_size):
-            parts.append(_sample_batch(model, tokenizer, min(batch_size, n - start), max_new_tokens,
-                                       temperature, top_k, top_p, generator, return_model_logprobs, device, dtype))
+            parts.append(_sample_batch(stepper, tokenizer, min(batch_size, n - start), max_new_tokens,
+                                       temperature, top_k, top_p, generator, return_model_logprobs, device))
     finally:
         model.train(was_training)
     width = max(p[0].size(1) for p in parts)
@@ -143,12 +144,13 @@ def _fill_holes(still: torch.Tensor) -> torch.Tensor:
     return rows
 
 
-def _sample_batch(model, tokenizer, rows, max_new_tokens, temperature, top_k, top_p, generator,
-                  want_model_lp, device, dtype=None):
-    """Sample one batch. Finished rows are dropped from the forward pass (and their KV cache
-    rows discarded) once enough have finished, so short sequences stop costing compute."""
+def _sample_batch(stepper, tokenizer, rows, max_new_tokens, temperature, top_k, top_p, generator,
+                  want_model_lp, device):
+    """Sample one batch with ``stepper`` (reset first, so its buffers serve every batch). Finished
+    rows are dropped from the forward pass (and their KV cache rows discarded) once enough have
+    finished, so short sequences stop costing compute."""
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    stepper = stepper_for(model, rows, max_new_tokens, dtype)
+    stepper.reset()
     tokens = torch.full((rows,), bos, dtype=torch.long, device=device)
     out = torch.full((rows, max_new_tokens + 1), pad, dtype=torch.long, device=device)
     out[:, 0] = bos
@@ -201,6 +203,25 @@ def sequence_logprob(model: PreTrainedModel, input_ids: torch.Tensor, attention_
     token_lp = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     token_lp = token_lp * attention_mask[:, 1:].to(token_lp.dtype)
     return token_lp.sum(-1) if reduce else token_lp
+
+
+def bucketed_logprob(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     buckets: int = 4, reduce: bool = True) -> torch.Tensor:
+    """:func:`sequence_logprob` with less padding: rows sorted by length, cut into ``buckets``
+    groups, each trimmed to its own longest row. The same values (a real token never attends to
+    padding; equal to the one-pass call up to float rounding) for fewer positions: 128 molecules
+    padded to their longest carry ~29 % padding, in 4 buckets ~7 %. Differentiable; rows come back
+    in the given order; ``reduce=False`` gives per-token values zero-padded to the given width."""
+    lengths = attention_mask.sum(1)
+    order = torch.argsort(lengths)
+    parts = []
+    for rows in torch.tensor_split(order, max(1, min(buckets, len(order)))):
+        if rows.numel() == 0:
+            continue
+        width = max(int(lengths[rows].max()), 2)
+        lp = sequence_logprob(model, input_ids[rows, :width], attention_mask[rows, :width], reduce=reduce)
+        parts.append(lp if reduce else F.pad(lp, (0, input_ids.size(1) - width)))
+    return torch.cat(parts)[torch.argsort(order)]
 
 
 @torch.no_grad()

@@ -269,3 +269,18 @@ def test_sft_wrapper_adds_the_nll_of_the_better_member():
         expected = base(pi_1, pi_2, ref_1, ref_2, u_1, u_2) + 0.3 * (3.0 + 2.0) / 2
         assert float(wrapped(pi_1, pi_2, ref_1, ref_2, u_1, u_2)) == pytest.approx(float(expected))
         assert wrapped.name == base.name + "+sft"
+
+
+def test_rloo_from_the_samplers_sequence_logprobs_equals_the_per_token_pass():
+    """RLOO needs only each sample's summed old log-prob: taken from the sampler (Round.old_logps)
+    it gives the same loss as from the per-token pass, and the module asks the sampler for it."""
+    from lightning_modules.policy_updates import PPO, RLOO
+
+    batch = _round()
+    token_logps = -torch.rand(6, 4, generator=torch.Generator().manual_seed(2), requires_grad=False) * 3
+    per_token, _ = RLOO(kl_coef=0.3).loss(token_logps, batch)
+    batch.old_logps = (batch.old_token_logps * batch.token_mask).sum(-1)
+    batch.old_token_logps = None
+    summed, _ = RLOO(kl_coef=0.3).loss(token_logps, batch)
+    torch.testing.assert_close(summed, per_token)
+    assert RLOO.old_logps == "sequence" and PPO.old_logps == "tokens"

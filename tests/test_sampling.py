@@ -172,3 +172,27 @@ def test_precision_setting(monkeypatch):
     monkeypatch.setenv(precision.ENV, "half")
     with pytest.raises(ValueError, match="REWARDFIT_PRECISION"):
         precision.compute_dtype("cpu")
+
+
+def test_bucketed_logprob_equals_one_pass_values_and_gradient(model, tok):
+    """Length buckets change only the padding: same log-probs (summed and per token, rows in the
+    given order) and the same gradient as one padded pass."""
+    from networks.sampling import bucketed_logprob
+
+    batch = _draw(model, tok, seed=4)
+    ids, mask = batch.input_ids, batch.attention_mask
+    assert mask.sum(1).min() < mask.sum(1).max()  # rows of different lengths, or the test is empty
+    model.zero_grad()
+    one = sequence_logprob(model, ids, mask)
+    one.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for buckets in (3, 4, 100):
+        got = bucketed_logprob(model, ids, mask, buckets=buckets)
+        torch.testing.assert_close(got, one, atol=1e-5, rtol=0)
+    got.sum().backward()
+    for p, g in zip(model.parameters(), grads):
+        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-4)
+    per_token = bucketed_logprob(model, ids, mask, reduce=False)
+    assert per_token.shape == (len(ids), ids.size(1) - 1)
+    torch.testing.assert_close(per_token, sequence_logprob(model, ids, mask, reduce=False), atol=1e-5, rtol=0)
