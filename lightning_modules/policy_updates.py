@@ -110,7 +110,7 @@ class PPO(PolicyUpdate):
         advantages = group_normalised_advantages(-batch.energies.to(token_logps))
         surrogate = ppo_clip_loss(token_logps, batch.old_token_logps.to(token_logps), advantages, mask, self.clip)
         kl = kl_penalty(token_logps, batch.ref_token_logps.to(token_logps), mask)
-        return surrogate + self.kl_coef * kl, {"kl": float(kl), "reward": float(-batch.energies.mean())}
+        return surrogate + self.kl_coef * kl, {"kl": float(kl.detach()), "reward": float(-batch.energies.mean())}
 
 
 class PairUpdate(PolicyUpdate):
