@@ -1,6 +1,6 @@
 """The Iterative RS paper's protocol for IRS, Rewarded Soups and MORLHF, resumable, with a report.
 
-    python benchmarks/mo_protocol.py run [--tasks qm9_tri dna_3cell] [--seeds 0 1 2 3 4] [--methods irs rs morlhf]
+    python benchmarks/mo_protocol.py run [--tasks qm9_tri dna_3cell] [--seeds 0 1 2 3 4] [--methods irs rs morlhf supervised]
     python benchmarks/mo_protocol.py report
 
 ``run`` trains every (task, seed, method) at uniform w from ``configs/multi_objective/<task>.yaml``
@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 TASKS = ("qm9_tri", "dna_3cell")
-METHODS = ("irs", "rs", "morlhf")
+METHODS = ("irs", "rs", "morlhf", "supervised")
 UNIFORM = "0.3333/0.3333/0.3333"  # the w label callbacks.mo_eval writes for uniform weights over 3 objectives
 KEY = ["task", "method", "w", "seed"]
 
@@ -209,7 +209,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf"),
+def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf", "supervised"),
                  method: str = "irs") -> pd.DataFrame:
     """IRS − other on ``column`` paired by seed (same task, same w): mean difference, paired
     t-test and Wilcoxon signed-rank p-values (two-sided; NaN with fewer than 2 pairs, or when
@@ -223,6 +223,8 @@ def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("
         for other in against:
             theirs = group[group.method == other].set_index("seed")[column]
             seeds = sorted(set(mine.index) & set(theirs.index))
+            if not seeds and other == "supervised":  # an optional baseline: no row until it has run
+                continue
             diff = (mine.loc[seeds] - theirs.loc[seeds]).to_numpy(dtype=float)
             row = {"task": task, "w": w, "comparison": f"{method} - {other}", "metric": column, "pairs": len(seeds),
                    "mean_diff": float(diff.mean()) if len(diff) else float("nan"),

@@ -188,7 +188,7 @@ class MultiObjectiveModule(L.LightningModule):
     @torch.no_grad()
     def _new_round(self, expert: int) -> Round:
         hp = self.hparams
-        model = self.experts[expert]
+        model = self.reference if self.update.sample_from == "reference" else self.experts[expert]
         generator = torch.Generator(device=self.device).manual_seed(
             self._seed(self.global_step, self.global_rank, expert))
         need = self.update.old_logps

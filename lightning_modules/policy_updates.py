@@ -17,6 +17,7 @@ from lightning_modules.losses import (
     group_normalised_advantages,
     kl_penalty,
     leave_one_out_advantages,
+    nll_loss,
     ppo_clip_loss,
     reinforce_loss,
 )
@@ -57,6 +58,8 @@ class PolicyUpdate:
     # what the round must hold of the sampling expert's log-probabilities: "tokens" (per token, one
     # extra forward pass), "sequence" (per-sequence sums: the sampler's own, no extra pass) or None
     old_logps = "tokens"
+    # who draws the rounds: "policy" (the expert being trained: on-policy) or "reference"
+    sample_from = "policy"
 
     def loss(self, token_logps: torch.Tensor, batch: Round) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -151,3 +154,30 @@ class ERAUpdate(PairUpdate):
                  reverse_kl: bool = False, max_shift: float | None = None):
         super().__init__(ERA(beta, gamma, reverse_kl, max_shift), max_pairs, seed)
         self.beta, self.gamma = beta, gamma
+
+
+class SupervisedTopK(PolicyUpdate):
+    """The supervised baseline of the Iterative RS paper: fine-tune on the frozen reference's own
+    best samples. Each round is drawn from the reference (not the expert) and scored; the loss is
+    the negative log-likelihood of the ``fraction`` of it with the lowest energy (ties: the
+    earlier sample). With a ``scalarization`` (one policy) the energy is the weighted sum.
+
+    Args:
+        fraction: share of each round kept as fine-tuning targets (at least one sample).
+    """
+
+    name = "supervised"
+    old_logps = None
+    sample_from = "reference"
+
+    def __init__(self, fraction: float = 0.25):
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+
+    def loss(self, token_logps, batch):
+        mask = batch.token_mask.to(token_logps.dtype)
+        keep = max(1, round(self.fraction * len(batch.energies)))
+        best = torch.argsort(batch.energies, stable=True)[:keep].to(token_logps.device)
+        loss = nll_loss((token_logps[best] * mask[best]).sum(-1))
+        return loss, {"reward": float(-batch.energies[best.cpu()].mean()), "kept": float(keep)}

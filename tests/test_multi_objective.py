@@ -225,6 +225,42 @@ def test_morlhf_trains_one_policy_on_the_weighted_sum():
         _module(scalarization=[1.0, 1.0])
 
 
+def test_supervised_baseline_learns_from_the_references_best_samples_only():
+    """SupervisedTopK: rounds come from the frozen reference (the same samples whatever the
+    policy has become), the loss is the NLL of the lowest-energy fraction, and fine-tuning on
+    them lowers the policy's energy."""
+    from lightning_modules.policy_updates import Round, SupervisedTopK
+    from networks.sampling import sample
+
+    update = SupervisedTopK(fraction=0.25)
+    g = torch.Generator().manual_seed(0)
+    batch = Round(input_ids=torch.randint(3, 20, (8, 5), generator=g), attention_mask=torch.ones(8, 5, dtype=torch.long),
+                  energies=torch.tensor([3.0, -1.0, 2.0, -5.0, 0.0, 1.0, 4.0, 2.5]), old_token_logps=None,
+                  ref_token_logps=torch.zeros(8, 4), texts=[str(k) for k in range(8)], made_at_step=0)
+    token_logps = -torch.rand(8, 4, generator=g)
+    loss, stats = update.loss(token_logps, batch)
+    assert stats["kept"] == 2.0
+    torch.testing.assert_close(loss, -token_logps[[3, 1]].sum(-1).mean())  # energies -5 and -1
+    with pytest.raises(ValueError, match="fraction"):
+        SupervisedTopK(fraction=0.0)
+
+    module = _module(update=SupervisedTopK(fraction=0.25), scalarization=[1.0, 0.0, 0.0], samples_per_step=32,
+                     lr=1e-2)
+    with torch.no_grad():  # move the policy away from the reference: rounds must still be the reference's
+        for p in module.experts.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    round_ = module._new_round(0)
+    seeded = torch.Generator().manual_seed(module._seed(0, 0, 0))
+    expected = sample(module.reference, module.tokenizer, 32, 16, 1.0, None, generator=seeded)
+    assert round_.texts == expected.texts
+    module = _module(update=SupervisedTopK(fraction=0.25), scalarization=[1.0, 0.0, 0.0], samples_per_step=32,
+                     lr=1e-2)
+    before = module.evaluate([1.0], n=128, seed=9)["energy/count_C"]
+    _trainer(25).fit(module)
+    after = module.evaluate([1.0], n=128, seed=9)["energy/count_C"]
+    assert after < before - 0.1, (before, after)
+
+
 def test_non_finite_energies_are_rejected():
     class Broken(Oracle):
         name = "broken"
