@@ -31,7 +31,9 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 import lightning as L
 from cluster.config_files import PARSER_KWARGS, enable_interpolation, expand_moved
+from callbacks.alignment_report import AlignmentReport
 from callbacks.preemption import CheckpointOnSigterm
+from lightning_modules.alignment import AlignmentBase
 from lightning_modules.checkpoint_checks import check_stored_class_paths
 from lightning_modules.checkpoint_io import (SafeCheckpointIO, UnsafeCheckpointError, claim_run_folder, release,
                                              trust_checkpoint_code, verify_checkpoint_file)
@@ -117,6 +119,10 @@ class RewardfitCLI(LightningCLI):
             first_checkpoint = next((i for i, c in enumerate(trainer.callbacks) if c in trainer.checkpoint_callbacks),
                                     len(trainer.callbacks))
             trainer.callbacks.insert(first_checkpoint, CheckpointOnSigterm())  # checkpoint callbacks stay last
+        if isinstance(self.model, AlignmentBase) and not any(isinstance(c, AlignmentReport) for c in trainer.callbacks):
+            first_checkpoint = next((i for i, c in enumerate(trainer.callbacks) if c in trainer.checkpoint_callbacks),
+                                    len(trainer.callbacks))
+            trainer.callbacks.insert(first_checkpoint, AlignmentReport())  # histograms, before/after table
         return trainer
 
 

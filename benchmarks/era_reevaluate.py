@@ -32,7 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lightning_modules.alignment import describe, write_summary  # noqa: E402
+from callbacks.alignment_report import summary as alignment_summary, write_summary  # noqa: E402
+from lightning_modules.alignment import describe  # noqa: E402
 from lightning_modules.checkpoint_io import SafeCheckpointIO, verify_checkpoint_file  # noqa: E402
 
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         state = SafeCheckpointIO().load_checkpoint(checkpoint, map_location="cpu")  # tensors and plain data only
         module.load_state_dict(state["state_dict"])
         policy = module.evaluate_policy(args.n, args.seed)
-        summary = {**module.summary(references[key], policy, step=state["global_step"]),
+        summary = {**alignment_summary(module, references[key], policy, step=state["global_step"]),
                    "evaluation": {"n": args.n, "seed": args.seed, "checkpoint": str(checkpoint)}}
         write_summary(out, summary)
         print(f"{run_dir}: step {summary['step']}, energy {policy['energy/mean']:.4f} "

@@ -1,18 +1,20 @@
-"""Offline alignment (ERA or DPO) of a causal LM against an oracle.
+"""Offline and online alignment (ERA or DPO) of a causal LM against an oracle.
 
-The run, from one ``fit`` command:
-1. ``prepare_data`` (once per node): if ``dataset_path`` does not exist, sample ``num_samples``
-   sequences from the reference, score them with the oracle, and store token ids, energies,
-   validity, raw properties and reference log-probabilities as Parquet (written to a temporary
-   file and renamed, so an interrupted preparation never looks complete). The file is reusable
-   and inspectable with pandas.
-2. Training streams pairs of distinct stored samples (all n(n−1)/2 or a seeded subset) and
-   minimises the configured pair objective; the reference log-probabilities are fixed. The pair
-   order is a function of (seed, epoch) and the position in the epoch is checkpointed, so a
-   resumed run trains on exactly the pairs an uninterrupted one would (``tests/test_resume.py``).
-3. Each validation samples from the current policy, scores it and logs, per oracle, the energy
-   and property mean/median/quantiles, validity, uniqueness, a KL(π‖π_ref) estimate, and a
-   histogram of the property under the reference and the policy (logger and PNG).
+- :class:`AlignmentBase`: what both share — the policy and its frozen reference, the oracle, the
+  pair objective (plus the optional term for invalid samples), scoring, the evaluation each
+  validation runs and logs, and the RNG state in checkpoints.
+- :class:`OfflineAlignment`: trains on pairs of one fixed sample set. ``prepare_data`` samples
+  ``num_samples`` sequences from the reference, scores them and stores them as Parquet (written to
+  a temporary file and renamed, so an interrupted preparation never looks complete; a file made
+  with other settings is refused); or the samples come from a user's file
+  (:class:`~datamodules.scored_pairs.ScoredPairsDataModule`). The pair order is a function of
+  (seed, epoch) and the position in the epoch is checkpointed, so a resumed run trains on exactly
+  the pairs an uninterrupted one would (``tests/test_resume.py``).
+- :class:`OnlineAlignment`: every ``resample_every`` steps, trains on pairs of a fresh round of
+  samples from the current policy.
+
+The histograms, the before/after table and ``summary.json`` come from the callback
+:class:`callbacks.alignment_report.AlignmentReport` (``main.py`` adds it to every alignment run).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -39,7 +42,6 @@ from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective, WithSFT
 from datamodules.pairs import make_pairs
 from datamodules.scored_pairs import ScoredPairsDataModule, sampling_validation_loader
-from lightning_modules.plotting import pyplot, save_figure
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
@@ -84,7 +86,7 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
             f"{prefix}/q10": float(q[0]), f"{prefix}/q90": float(q[2]), f"{prefix}/std": float(values.std())}
 
 
-def _valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
+def valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
     """Mean energy of the valid samples. With ``invalid_weight`` the objective's β acts among
     valid samples only (validity has a term of its own), so this is the energy a β sweep moves;
     ``energy/mean`` also carries the invalid penalty times the invalid share."""
@@ -92,53 +94,66 @@ def _valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
     return float(energies[valid].mean()) if valid.any() else float("nan")
 
 
-def _std_key(prop: str) -> str:
-    """``property/qed/mean`` → ``property/qed/std``: the key ``_summary`` gives the spread."""
-    return prop.rsplit("/", 1)[0] + "/std"
-
-
-def _finite_or_null(numbers: dict[str, float]) -> dict[str, float | None]:
-    return {k: float(v) if math.isfinite(v) else None for k, v in numbers.items()}
-
-
-class OfflineAlignment(L.LightningModule):
-    """Offline pairwise alignment of a pretrained causal LM (ERA by default; DPO as baseline).
+@dataclass
+class Evaluation:
+    """One scored sample set: its summary numbers and the per-sample arrays behind them.
 
     Args:
+        stats: the logged numbers (energy and property summaries, validity, KL, ...); empty for a
+            stored sample set.
+        energies: every sample's energy.
+        valid: every sample's validity.
+        quality: validity, uniqueness, IntDiv1 and novelty (``sample_quality``).
+        values: each property's values (the energies when the oracle reports none).
+    """
+
+    stats: dict[str, float]
+    energies: np.ndarray
+    valid: np.ndarray
+    quality: dict[str, float]
+    values: dict[str, np.ndarray]
+
+
+class AlignmentBase(L.LightningModule):
+    """What offline and online alignment share: a pretrained causal LM trained with a pair
+    objective against an oracle, next to a frozen copy of itself (the reference).
+
+    Args:
+        oracle: energies of samples (lower is better), e.g. ``configs/oracles/qed.yaml``.
         policy: the starting network, normally ``Pretrained(path)``; the reference is a frozen copy.
         tokenizer: the network's tokenizer (a checkpoint directory or named tokenizer).
-        oracle: energies of samples (lower is better), e.g. ``configs/oracles/qed.yaml``.
         objective: the pair loss (``ERA(beta, gamma)`` or ``DPO(beta)``).
-        num_samples: reference samples drawn and scored once for the offline data set.
+        num_samples: samples drawn and scored for the training pairs (offline: once; online: per round).
         max_pairs: pairs drawn (distinct, seeded) from those samples; ``None`` = all.
         pairs_per_batch: pairs per optimisation step.
-        dataset_path: where the scored samples live (Parquet); made when missing.
         top_k / temperature / max_new_tokens: sampling settings (the ERA paper: top-k 5, T = 1).
         val_samples: policy samples drawn at each validation.
         lr: Adam learning rate.
-        sft_weight: weight of an optional NLL term on the lower-energy member of each pair; the
-            same as ``objective: pair_losses.WithSFT(objective, weight)``.
+        sft_weight: weight of an NLL term on the lower-energy member of each pair; the same as
+            ``objective: pair_losses.WithSFT(objective, weight)``.
         invalid_weight: when > 0, invalid samples leave the objective's pairs and get a term of
             their own with this weight: each step, DPO (``invalid_beta``) on ``pairs_per_batch``
             random (valid, invalid) pairs (why: docs/design.md).
         invalid_beta: DPO β of that term.
-        invalid_from_reference: with a user's file (``ScoredPairsDataModule``), draw this many
-            reference samples and add their invalid strings as that term's negatives; 0: none.
+        seed: seed of the samples, the pairs and the evaluations.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
-        plot_dir: where histogram PNGs go (default: the trainer's log directory).
+        plot_dir: where ``AlignmentReport`` writes histograms and ``summary.json`` (default: the
+            trainer's log directory).
         novelty_reference: the molecules the reference was trained on, for ``samples/novelty`` (the
             share of distinct valid samples not among them): ``moses`` (MOSES train, compared as
             given, as MOSES does), or a file of sequences (one per line, or the first column of a
             .csv/.tsv; .gz allowed), canonicalised here. Read once per run; None: not logged.
     """
 
+    #: DataModules this module can train from (none: it makes its own data)
+    accepted_datamodules: tuple[type, ...] = ()
+
     def __init__(self, oracle: Oracle, policy: Architecture | dict | None = None,
                  tokenizer: str = "smiles", objective: PairObjective | None = None,
                  num_samples: int = 2000, max_pairs: int | None = 20000, pairs_per_batch: int = 64,
-                 dataset_path: str = "runs/alignment/offline_samples.parquet", top_k: int | None = 5,
-                 temperature: float = 1.0, max_new_tokens: int = 100, val_samples: int = 500,
-                 lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
-                 invalid_beta: float = 0.5, invalid_from_reference: int = 0, seed: int = 0, domain: str = "smiles",
+                 top_k: int | None = 5, temperature: float = 1.0, max_new_tokens: int = 100,
+                 val_samples: int = 500, lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
+                 invalid_beta: float = 0.5, seed: int = 0, domain: str = "smiles",
                  plot_dir: str | None = None, novelty_reference: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
@@ -151,31 +166,14 @@ class OfflineAlignment(L.LightningModule):
         self.objective = objective or ERA()
         if sft_weight:  # the old argument: the same as objective WithSFT(objective, sft_weight)
             self.objective = WithSFT(self.objective, sft_weight)
+        #: each validation's numbers, in order
         self.history: list[dict[str, float]] = []
+        #: the last ``evaluate_policy`` (a validation's, normally)
+        self.last_evaluation: Evaluation | None = None
         self._novelty_hashes: set[int] | None = None
-        # the training samples (setup): token ids, mask, energies, reference log-probs, pairs, rows
-        self.sample_ids: torch.Tensor | None = None
-        self.sample_mask: torch.Tensor | None = None
-        self.energies: torch.Tensor | None = None
-        self.ref_logps: torch.Tensor | None = None
-        self.pair_i: torch.Tensor | None = None
-        self.pair_j: torch.Tensor | None = None
-        self.valid_rows: torch.Tensor | None = None
-        self.invalid_rows: torch.Tensor | None = None
-        # "before": the reference's samples (setup or on_fit_start), for the histograms and the table
-        self._reference_value_map: dict[str, np.ndarray] | None = None
-        self._reference_energy: np.ndarray | None = None
-        self._reference_valid: np.ndarray | None = None
-        self._reference_quality: dict[str, float] = {}
-        # the last evaluation (evaluate_policy) and the first histogram's path
-        self._last_energies: np.ndarray | None = None
-        self._last_valid: np.ndarray | None = None
-        self._last_quality: dict[str, float] = {}
-        self._last_value_map: dict[str, np.ndarray] = {}
-        self.last_plot: Path | None = None
         self._warned_penalty = False
 
-    # ------------------------------------------------------------------ offline data set
+    # ------------------------------------------------------------------ scoring
     def _score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         scores = self.oracle(texts)
         energies = scores.energies.double().numpy()
@@ -202,6 +200,186 @@ class OfflineAlignment(L.LightningModule):
                 self._warned_penalty = True
                 log.warning(message)
 
+    def _scored_pairs(self) -> ScoredPairsDataModule | None:
+        """The attached DataModule if this module accepts it (``accepted_datamodules``), else None.
+        Any other DataModule is an error: Lightning would take its batches for pairs (or for online
+        steps) and fail far from here."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and not isinstance(datamodule, self.accepted_datamodules):
+            hint = (f"it trains from {', '.join(c.__name__ for c in self.accepted_datamodules)} or from its own samples"
+                    if self.accepted_datamodules else "it draws its own samples; remove the data section")
+            raise TypeError(f"{type(self).__name__} cannot train from {type(datamodule).__name__}: {hint}")
+        return datamodule
+
+    def _run_device(self) -> torch.device:
+        """The trainer's device. Lightning calls prepare_data and setup before it moves the module
+        there, so work done in them on ``self.device`` (a GPU run's whole offline set) would run on
+        the CPU."""
+        return self._trainer.strategy.root_device if self._trainer is not None else self.device
+
+    def _pairs_and_invalid(self, sequences: list[str], valid: np.ndarray, seed: int):
+        """Pairs over the samples — over the valid ones only when invalid samples have a term of
+        their own (``invalid_weight`` > 0) — and the rows of the valid and invalid samples."""
+        good, bad = torch.from_numpy(np.flatnonzero(valid)), torch.from_numpy(np.flatnonzero(~valid))
+        if not self.hparams.invalid_weight:
+            i, j = make_pairs(sequences, self.hparams.max_pairs, seed)
+            return i, j, good, bad
+        keep = good.numpy()
+        i, j = make_pairs([sequences[k] for k in keep], self.hparams.max_pairs, seed)
+        return keep[i], keep[j], good, bad
+
+    # ------------------------------------------------------------------ training
+    def step_generator(self, batch_idx: int, stream: int = 0) -> torch.Generator:
+        """A generator seeded by the position (seed, rank, epoch, batch; ``stream`` tells apart
+        draws of one step), not the global RNG: a resumed run draws what the uninterrupted one
+        drew, whatever else (validation, callbacks) consumed random numbers in between."""
+        key = [self.hparams.seed, self.global_rank, self.current_epoch, batch_idx] + ([stream] if stream else [])
+        seed = np.random.SeedSequence(key)
+        return torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
+
+    def invalid_loss(self, ids, mask, ref_logps, good, bad, batch_idx: int) -> torch.Tensor:
+        """The separate term for invalid samples (``invalid_weight``): DPO on ``pairs_per_batch``
+        random (valid, invalid) pairs; zero when either kind is missing."""
+        if len(good) == 0 or len(bad) == 0:
+            return sum(p.sum() for p in self.model.parameters()) * 0.0
+        n = self.hparams.pairs_per_batch
+        g = good[torch.randint(len(good), (n,), generator=self.step_generator(batch_idx, stream=1))]
+        b = bad[torch.randint(len(bad), (n,), generator=self.step_generator(batch_idx, stream=2))]
+        pi_good, pi_bad = self.rows_logprob(ids, mask, torch.cat([g, b])).split(n)
+        ref = ref_logps.to(self.device)
+        zero = torch.zeros(n, device=self.device)
+        # energies 0 (valid) and 1 (invalid) only say which member DPO prefers
+        loss = dpo_loss(pi_bad, pi_good, ref[b], ref[g], zero + 1, zero, self.hparams.invalid_beta)
+        self.log("train/invalid_loss", loss, batch_size=n)
+        return self.hparams.invalid_weight * loss
+
+    def rows_logprob(self, ids, mask, rows) -> torch.Tensor:
+        """The policy's log-probabilities of the stored samples ``rows``, in length buckets (less padding)."""
+        return bucketed_logprob(self.model, ids[rows].to(self.device), mask[rows].to(self.device))
+
+    def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
+        """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""
+        pi_1, pi_2 = self.rows_logprob(ids, mask, torch.cat([i, j])).split(len(i))
+        u, ref = energies.to(self.device), ref_logps.to(self.device)
+        loss = self.objective(pi_1, pi_2, ref[i], ref[j], u[i], u[j])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(i))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # global RNG states: nothing here draws from them today, but an objective or a re-enabled
+        # dropout would, and a resumed run must then draw what the uninterrupted one drew
+        checkpoint.setdefault("rng_states", {})[self.global_rank] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_rng(checkpoint.get("rng_states", {}).get(self.global_rank))
+
+    def on_fit_start(self) -> None:
+        expect_frozen(self, self.reference)
+
+    def on_train_start(self) -> None:
+        end_expect_frozen(self)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, n: int | None = None, seed: int | None = None,
+                 model: torch.nn.Module | None = None) -> Evaluation:
+        """Sample from the policy (or ``model``), score, and summarise (energy, property, validity, KL)."""
+        hp = self.hparams
+        generator = torch.Generator(device=self.device).manual_seed(hp.seed + 1 if seed is None else seed)
+        batch = sample(self.model if model is None else model, self.tokenizer, n or hp.val_samples,
+                       hp.max_new_tokens, hp.temperature, hp.top_k, generator=generator, return_model_logprobs=True)
+        (energies, valid, values), ref = self._score_alongside(
+            batch.texts, lambda: scoring_logprob(self.reference, batch.input_ids, batch.attention_mask))
+        quality = self.sample_quality(batch.texts)
+        stats = {**quality,
+                 # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
+                 # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
+                 "samples/kl_to_reference": float((batch.model_logprobs - ref).mean()),
+                 **_summary("energy", energies), "energy/valid_mean": valid_mean(energies, valid)}
+        for name, vals in values.items():
+            stats.update(_summary(f"property/{name}", vals[valid]))
+        # each property's values over the valid samples (the energies when the oracle reports none)
+        value_map = {name: np.asarray(v, float)[valid] for name, v in values.items()} or {"energy": energies}
+        return Evaluation(stats, energies, np.asarray(valid, bool), quality, value_map)
+
+    def evaluate_policy(self, n: int | None = None, seed: int | None = None,
+                        model: torch.nn.Module | None = None) -> dict[str, float]:
+        """:meth:`evaluate`'s numbers; the whole evaluation is kept as :attr:`last_evaluation`."""
+        self.last_evaluation = self.evaluate(n, seed, model)
+        return self.last_evaluation.stats
+
+    def reference_evaluation(self) -> Evaluation:
+        """"Before", for the histograms and the before/after table: the reference's own samples,
+        scored by the oracle. Call it once the module is on its device (``on_fit_start``)."""
+        return self.evaluate(seed=self.hparams.seed + 7, model=self.reference)
+
+    def sample_quality(self, texts: list[str]) -> dict[str, float]:
+        """Validity, uniqueness, IntDiv1 (SMILES) and, with ``novelty_reference``, novelty."""
+        quality = sample_quality(texts, self.hparams.domain)
+        if self.hparams.novelty_reference:
+            if self._novelty_hashes is None:
+                self._novelty_hashes = self._read_novelty_reference(self.hparams.novelty_reference)
+            novelty = Novelty([], self.hparams.domain)
+            novelty.reference = self._novelty_hashes
+            novelty.update(texts)
+            quality["samples/novelty"] = float(novelty.compute())
+        return quality
+
+    def _read_novelty_reference(self, spec: str) -> set[int]:
+        from datamodules.sources import moses_path, read_records
+
+        given = spec == "moses"
+        path = moses_path("train") if given else Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"novelty_reference {spec!r}: no file {path}")
+        log.info("reading %s for novelty", path)
+        return Novelty(read_records(path), self.hparams.domain, canonicalize_reference=not given).reference
+
+    def val_dataloader(self) -> DataLoader:
+        return sampling_validation_loader()  # one step: sample and score
+
+    def validation_step(self, batch, batch_idx):
+        stats = self.evaluate_policy()
+        stats["step"] = float(self.global_step)
+        self.history.append(stats)
+        for key, value in stats.items():
+            if key != "step" and math.isfinite(value):
+                self.log(key, value, prog_bar=key in ("energy/mean", "samples/validity"), batch_size=1)
+
+
+class OfflineAlignment(AlignmentBase):
+    """Offline pairwise alignment (ERA by default; DPO as baseline) on one fixed sample set: the
+    reference's own samples, made once and stored, or a user's scored file
+    (:class:`~datamodules.scored_pairs.ScoredPairsDataModule`).
+
+    Args:
+        oracle: see :class:`AlignmentBase`, which takes the remaining arguments.
+        dataset_path: where the scored samples live (Parquet); made when missing.
+        invalid_from_reference: with a user's file (``ScoredPairsDataModule``), draw this many
+            reference samples and add their invalid strings as the invalid term's negatives; 0: none.
+    """
+
+    accepted_datamodules: tuple[type, ...] = (ScoredPairsDataModule,)
+
+    def __init__(self, oracle: Oracle, *, dataset_path: str = "runs/alignment/offline_samples.parquet",
+                 invalid_from_reference: int = 0, **kwargs):
+        super().__init__(oracle, **kwargs)
+        # the training samples (setup): token ids, mask, energies, reference log-probs, pairs, rows
+        self.sample_ids: torch.Tensor | None = None
+        self.sample_mask: torch.Tensor | None = None
+        self.energies: torch.Tensor | None = None
+        self.ref_logps: torch.Tensor | None = None
+        self.pair_i: torch.Tensor | None = None
+        self.pair_j: torch.Tensor | None = None
+        self.valid_rows: torch.Tensor | None = None
+        self.invalid_rows: torch.Tensor | None = None
+        #: the stored reference samples (setup), when they are the training samples; else None
+        self.reference_samples: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------------ the sample set
     def dataset_settings(self) -> dict:
         """What the stored samples depend on: reference, tokenizer, sampling settings, oracle."""
         hp = self.hparams
@@ -222,26 +400,6 @@ class OfflineAlignment(L.LightningModule):
         if changed:
             raise ValueError(f"{path} was made with different {changed} (stored {[stored.get(k) for k in changed]}, "
                              f"now {[now.get(k) for k in changed]}); delete it or set dataset_path to a new file")
-
-    #: DataModules this module can train from (an alignment module otherwise makes its own data)
-    accepted_datamodules: tuple[type, ...] = (ScoredPairsDataModule,)
-
-    def _scored_pairs(self):
-        """The attached :class:`~datamodules.scored_pairs.ScoredPairsDataModule`, if any: the
-        samples then come from its file instead of the reference. Any other DataModule is an error:
-        Lightning would take its batches for pairs (or for online steps) and fail far from here."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is not None and not isinstance(datamodule, self.accepted_datamodules):
-            hint = (f"it trains from {', '.join(c.__name__ for c in self.accepted_datamodules)} or from its own samples"
-                    if self.accepted_datamodules else "it draws its own samples; remove the data section")
-            raise TypeError(f"{type(self).__name__} cannot train from {type(datamodule).__name__}: {hint}")
-        return datamodule if isinstance(datamodule, ScoredPairsDataModule) else None
-
-    def _run_device(self) -> torch.device:
-        """The trainer's device. Lightning calls prepare_data and setup before it moves the module
-        there, so work done in them on ``self.device`` (a GPU run's whole offline set) would run on
-        the CPU."""
-        return self._trainer.strategy.root_device if self._trainer is not None else self.device
 
     def prepare_data(self) -> None:
         if self._scored_pairs() is not None:
@@ -319,13 +477,8 @@ class OfflineAlignment(L.LightningModule):
             column[missing] = scored_lp.double().cpu().numpy()
             frame["ref_logprob"] = column
         self.ref_logps = torch.tensor(frame["ref_logprob"].to_numpy(), dtype=torch.float32)
-        value_cols = [c for c in frame.columns if c.startswith("value_")]
-        if scored is None:  # the reference's own samples: "before" (a user's file: see on_fit_start)
-            self._reference_value_map = ({c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols}
-                                         or {"energy": frame["energy"].to_numpy()})
-            self._reference_energy = frame["energy"].to_numpy()
-            self._reference_valid = frame["valid"].to_numpy(bool)
-            self._reference_quality = self.sample_quality(list(frame["sequence"]))
+        if scored is None:  # the reference's own samples: "before" (a user's file: reference_evaluation)
+            self.reference_samples = frame
         i, j, self.valid_rows, self.invalid_rows = self._pairs_and_invalid(
             list(frame["sequence"]), frame["valid"].to_numpy(bool), self.hparams.seed)
         if len(i) == 0:
@@ -357,62 +510,23 @@ class OfflineAlignment(L.LightningModule):
                  len(rows), hp.invalid_from_reference)
         return pd.DataFrame(rows, columns=["sequence", "input_ids", "energy", "valid"])
 
+    def reference_evaluation(self) -> Evaluation:
+        """"Before": the stored reference samples when they are the training samples (no new
+        sampling); else (a user's file, whose energies may come from another scorer and whose
+        molecules from another distribution) fresh reference samples."""
+        frame = self.reference_samples
+        if frame is None:
+            return super().reference_evaluation()
+        value_cols = [c for c in frame.columns if c.startswith("value_")]
+        values = {c[len("value_"):]: frame[c].to_numpy(float) for c in value_cols} or {"energy": frame["energy"].to_numpy()}
+        return Evaluation({}, frame["energy"].to_numpy(), frame["valid"].to_numpy(bool),
+                          self.sample_quality(list(frame["sequence"])), values)
+
     def train_dataloader(self) -> ResumableBatches:
         # pair order is a function of (seed, epoch) and the position is checkpointed: exact resume
         pairs = ShuffledPairBatches(self.pair_i, self.pair_j, self.hparams.pairs_per_batch, self.hparams.seed,
                                     self.global_rank, self.trainer.world_size)
         return ResumableBatches(len(pairs), pairs, trainer_progress(self))
-
-    def val_dataloader(self) -> DataLoader:
-        return sampling_validation_loader()  # one step: sample and score
-
-    def _pairs_and_invalid(self, sequences: list[str], valid: np.ndarray, seed: int):
-        """Pairs over the samples — over the valid ones only when invalid samples have a term of
-        their own (``invalid_weight`` > 0) — and the rows of the valid and invalid samples."""
-        good, bad = torch.from_numpy(np.flatnonzero(valid)), torch.from_numpy(np.flatnonzero(~valid))
-        if not self.hparams.invalid_weight:
-            i, j = make_pairs(sequences, self.hparams.max_pairs, seed)
-            return i, j, good, bad
-        keep = good.numpy()
-        i, j = make_pairs([sequences[k] for k in keep], self.hparams.max_pairs, seed)
-        return keep[i], keep[j], good, bad
-
-    # ------------------------------------------------------------------ training
-    def step_generator(self, batch_idx: int, stream: int = 0) -> torch.Generator:
-        """A generator seeded by the position (seed, rank, epoch, batch; ``stream`` tells apart
-        draws of one step), not the global RNG: a resumed run draws what the uninterrupted one
-        drew, whatever else (validation, callbacks) consumed random numbers in between."""
-        key = [self.hparams.seed, self.global_rank, self.current_epoch, batch_idx] + ([stream] if stream else [])
-        seed = np.random.SeedSequence(key)
-        return torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
-
-    def invalid_loss(self, ids, mask, ref_logps, good, bad, batch_idx: int) -> torch.Tensor:
-        """The separate term for invalid samples (``invalid_weight``): DPO on ``pairs_per_batch``
-        random (valid, invalid) pairs; zero when either kind is missing."""
-        if len(good) == 0 or len(bad) == 0:
-            return sum(p.sum() for p in self.model.parameters()) * 0.0
-        n = self.hparams.pairs_per_batch
-        g = good[torch.randint(len(good), (n,), generator=self.step_generator(batch_idx, stream=1))]
-        b = bad[torch.randint(len(bad), (n,), generator=self.step_generator(batch_idx, stream=2))]
-        pi_good, pi_bad = self.rows_logprob(ids, mask, torch.cat([g, b])).split(n)
-        ref = ref_logps.to(self.device)
-        zero = torch.zeros(n, device=self.device)
-        # energies 0 (valid) and 1 (invalid) only say which member DPO prefers
-        loss = dpo_loss(pi_bad, pi_good, ref[b], ref[g], zero + 1, zero, self.hparams.invalid_beta)
-        self.log("train/invalid_loss", loss, batch_size=n)
-        return self.hparams.invalid_weight * loss
-
-    def rows_logprob(self, ids, mask, rows) -> torch.Tensor:
-        """The policy's log-probabilities of the stored samples ``rows``, in length buckets (less padding)."""
-        return bucketed_logprob(self.model, ids[rows].to(self.device), mask[rows].to(self.device))
-
-    def pair_loss(self, ids, mask, energies, ref_logps, i, j) -> torch.Tensor:
-        """Objective on pairs (i, j) of stored samples (token ids, energies, reference log-probs)."""
-        pi_1, pi_2 = self.rows_logprob(ids, mask, torch.cat([i, j])).split(len(i))
-        u, ref = energies.to(self.device), ref_logps.to(self.device)
-        loss = self.objective(pi_1, pi_2, ref[i], ref[j], u[i], u[j])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(i))
-        return loss
 
     def training_step(self, batch, batch_idx):
         i, j = batch
@@ -422,175 +536,8 @@ class OfflineAlignment(L.LightningModule):
                                             self.invalid_rows, batch_idx)
         return loss
 
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # global RNG states: nothing here draws from them today, but an objective or a re-enabled
-        # dropout would, and a resumed run must then draw what the uninterrupted one drew
-        checkpoint.setdefault("rng_states", {})[self.global_rank] = rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        restore_rng(checkpoint.get("rng_states", {}).get(self.global_rank))
-
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def evaluate_policy(self, n: int | None = None, seed: int | None = None,
-                        model: torch.nn.Module | None = None) -> dict[str, float]:
-        """Sample from the policy (or ``model``), score, and summarise (energy, property, validity, KL)."""
-        hp = self.hparams
-        generator = torch.Generator(device=self.device).manual_seed(hp.seed + 1 if seed is None else seed)
-        batch = sample(self.model if model is None else model, self.tokenizer, n or hp.val_samples,
-                       hp.max_new_tokens, hp.temperature, hp.top_k, generator=generator, return_model_logprobs=True)
-        (energies, valid, values), ref = self._score_alongside(
-            batch.texts, lambda: scoring_logprob(self.reference, batch.input_ids, batch.attention_mask))
-        quality = self.sample_quality(batch.texts)
-        stats = {**quality,
-                 # mean log π − log π_ref over the sampled sequences: KL(π‖π_ref) exactly when
-                 # sampling at T = 1 without top-k/top-p, a log-ratio diagnostic otherwise
-                 "samples/kl_to_reference": float((batch.model_logprobs - ref).mean()),
-                 **_summary("energy", energies), "energy/valid_mean": _valid_mean(energies, valid)}
-        for name, vals in values.items():
-            stats.update(_summary(f"property/{name}", vals[valid]))
-        self._last_energies, self._last_valid = energies, np.asarray(valid, bool)
-        self._last_quality = quality
-        # each property's values over the valid samples (the energies when the oracle reports none)
-        self._last_value_map = {name: np.asarray(v, float)[valid] for name, v in values.items()} or {"energy": energies}
-        return stats
-
-    def sample_quality(self, texts: list[str]) -> dict[str, float]:
-        """Validity, uniqueness, IntDiv1 (SMILES) and, with ``novelty_reference``, novelty."""
-        quality = sample_quality(texts, self.hparams.domain)
-        if self.hparams.novelty_reference:
-            if self._novelty_hashes is None:
-                self._novelty_hashes = self._read_novelty_reference(self.hparams.novelty_reference)
-            novelty = Novelty([], self.hparams.domain)
-            novelty.reference = self._novelty_hashes
-            novelty.update(texts)
-            quality["samples/novelty"] = float(novelty.compute())
-        return quality
-
-    def _read_novelty_reference(self, spec: str) -> set[int]:
-        from datamodules.sources import moses_path, read_records
-
-        given = spec == "moses"
-        path = moses_path("train") if given else Path(spec).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"novelty_reference {spec!r}: no file {path}")
-        log.info("reading %s for novelty", path)
-        return Novelty(read_records(path), self.hparams.domain, canonicalize_reference=not given).reference
-
-    def validation_step(self, batch, batch_idx):
-        stats = self.evaluate_policy()
-        stats["step"] = float(self.global_step)
-        self.history.append(stats)
-        for key, value in stats.items():
-            if key != "step" and math.isfinite(value):
-                self.log(key, value, prog_bar=key in ("energy/mean", "samples/validity"), batch_size=1)
-        if not self.trainer.sanity_checking:
-            self._plot()
-
-    @property
-    def _reference_values(self) -> np.ndarray | None:
-        """The reference's values of the first property (the final table's), None before setup."""
-        return None if self._reference_value_map is None else next(iter(self._reference_value_map.values()))
-
-    def _plot(self) -> None:
-        """A histogram per property (reference against the current policy), the first one's path kept
-        for the final table: with several properties (``WeightedSum``) each one gets its own."""
-        if not self.trainer.is_global_zero or self._reference_value_map is None:
-            return
-        ref_map = self._reference_value_map
-        names = [name for name in self._last_value_map if name in ref_map]
-        for k, name in enumerate(names):
-            ref, cur = ref_map[name], self._last_value_map[name]
-            path = self._plot_one(name, ref[np.isfinite(ref)], cur[np.isfinite(cur)])
-            if k == 0:
-                self.last_plot = path
-
-    def _plot_one(self, name: str, ref: np.ndarray, cur: np.ndarray) -> Path:
-        fig, ax = pyplot().subplots(figsize=(6, 4))
-        bins = np.histogram_bin_edges(np.concatenate([ref, cur]) if cur.size else ref, bins=40)
-        ax.hist(ref, bins=bins, alpha=0.5, density=True, label=f"reference (n={ref.size})")
-        ax.hist(cur, bins=bins, alpha=0.5, density=True, label=f"policy, step {self.global_step} (n={cur.size})")
-        ax.set_xlabel(name)
-        ax.set_ylabel("density")
-        ax.legend()
-        return save_figure(fig, self._output_dir() / f"histogram_{name.replace('/', '_')}.png", self.loggers,
-                           tag=f"histogram/{name}", step=self.global_step)
-
-    def on_fit_start(self) -> None:
-        expect_frozen(self, self.reference)
-        if self._scored_pairs() is not None:
-            self._reference_from_samples()
-
-    def _reference_from_samples(self) -> None:
-        """"Before" — the histograms' reference and the final table's — from the reference's own
-        samples scored by the oracle, when the training samples are not the reference's (online
-        rounds; a user's scored file, whose energies may come from another scorer and whose
-        molecules from another distribution). Run in ``on_fit_start``: by then Lightning has moved
-        the module to its device, so a GPU run does not sample this on the CPU."""
-        self.evaluate_policy(seed=self.hparams.seed + 7, model=self.reference)
-        self._reference_value_map = self._last_value_map
-        self._reference_energy, self._reference_valid = self._last_energies, self._last_valid
-        self._reference_quality = self._last_quality
-
-    def on_train_start(self) -> None:
-        end_expect_frozen(self)
-
-    def _output_dir(self) -> Path:
-        return Path(self.hparams.plot_dir or self.trainer.log_dir or self.trainer.default_root_dir)
-
-    def on_fit_end(self) -> None:
-        if not self.trainer.is_global_zero or self._reference_values is None or not self.history:
-            return
-        ref = self._reference_values[np.isfinite(self._reference_values)]
-        last = self.history[-1]
-        prop = next((k for k in last if k.startswith("property/") and k.endswith("/mean")), "energy/mean")
-        reference = self._reference_row(prop, ref)
-        self._write_summary(reference, last)
-        print(f"\n{'':28s}{'reference':>12s}{'policy':>12s}")
-        for key in (prop, "energy/mean", "samples/validity", "samples/uniqueness", "samples/novelty",
-                    "samples/intdiv1", "samples/kl_to_reference"):
-            if key in last:
-                before = f"{reference[key]:12.4f}" if key in reference else f"{'':>12s}"
-                print(f"{key:28s}{before}{last[key]:12.4f}")
-        std = reference[_std_key(prop)]
-        print(f"reference std of {prop}: {std:.4f}; shift = {(last[prop] - reference[prop]) / max(std, 1e-12):+.2f} std")
-        if self.last_plot:
-            print(f"histogram: {self.last_plot}")
-        print(f"summary: {self._output_dir() / 'summary.json'}")
-
-    def _reference_row(self, prop: str, ref: np.ndarray) -> dict[str, float]:
-        """The reference's side of the before/after table (printed and in ``summary.json``)."""
-        return {prop: float(ref.mean()), _std_key(prop): float(ref.std()),
-                "energy/mean": float(self._reference_energy.mean()), "samples/kl_to_reference": 0.0,
-                "energy/valid_mean": _valid_mean(self._reference_energy, self._reference_valid),
-                **{k: float(v) for k, v in self._reference_quality.items()}}
-
-    def summary(self, reference: dict[str, float], last: dict[str, float], step: int | None = None) -> dict:
-        """The before/after table as plain data, the schema of ``summary.json`` (also written by
-        ``benchmarks/era_reevaluate.py``), so that sweeps over seeds and settings
-        (``benchmarks/era_beta_curve.py``) read numbers rather than parse logs. Numbers that are not
-        finite (no valid sample, say) become ``None``: strict JSON has no NaN."""
-        step = int(last.get("step", self.global_step)) if step is None else int(step)
-        return {"step": step, "seed": self.hparams.seed,
-                "objective": describe(self.objective), "invalid_weight": self.hparams.invalid_weight,
-                "reference": _finite_or_null(reference),
-                "policy": _finite_or_null({k: v for k, v in last.items() if k != "step"})}
-
-    def _write_summary(self, reference: dict[str, float], last: dict[str, float]) -> None:
-        """``summary.json`` next to the histogram."""
-        write_summary(self._output_dir() / "summary.json", self.summary(reference, last))
-
-
-def write_summary(path: Path, summary: dict) -> None:
-    """A summary (:meth:`OfflineAlignment.summary`) as strict JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
-
-
-class OnlineAlignment(OfflineAlignment):
+class OnlineAlignment(AlignmentBase):
     """Online ERA/DPO: every ``resample_every`` steps, draw ``num_samples`` fresh sequences from
     the *current* policy, score them, compute their log-probabilities under the frozen reference,
     and train on random pairs of that round until the next one.
@@ -599,27 +546,21 @@ class OnlineAlignment(OfflineAlignment):
     energies, reference log-probs) is stored in checkpoints so a resumed run continues it; the pairs
     picked at each step come from a generator seeded by (seed, rank, epoch, batch), so a resumed run
     is bit-identical to an uninterrupted one.
+
+    Args:
+        oracle: see :class:`AlignmentBase`, which takes the remaining arguments.
+        resample_every: optimisation steps per round.
+        steps_per_epoch: steps in one (nominal) epoch.
     """
 
-    def __init__(self, *args, resample_every: int = 20, steps_per_epoch: int = 1000, **kwargs):
-        kwargs.setdefault("dataset_path", "")
-        super().__init__(*args, **kwargs)
-        self.hparams["resample_every"] = resample_every
-        self.hparams["steps_per_epoch"] = steps_per_epoch
+    def __init__(self, oracle: Oracle, *, resample_every: int = 20, steps_per_epoch: int = 1000, **kwargs):
+        super().__init__(oracle, **kwargs)
+        #: the current round: token ids, mask, energies, reference log-probs, pairs, valid/invalid rows
         self.round: dict[str, torch.Tensor] | None = None
         self.rounds = 0
 
-    def prepare_data(self) -> None:  # nothing offline
-        return
-
-    accepted_datamodules: tuple[type, ...] = ()
-
-    def setup(self, stage: str) -> None:  # nothing offline; the reference is evaluated in on_fit_start
+    def setup(self, stage: str) -> None:
         self._scored_pairs()  # refuses any DataModule
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()  # no DataModule here (setup refused any): no scored file
-        self._reference_from_samples()
 
     def train_dataloader(self) -> ResumableBatches:
         # batches only count steps; resumable so that a resumed epoch has the uninterrupted length

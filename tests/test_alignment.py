@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from callbacks.alignment_report import AlignmentReport
 from lightning_modules import OfflineAlignment
 from lightning_modules.alignment import NonFiniteEnergyError
 from lightning_modules.pair_losses import DPO, ERA
@@ -32,10 +33,11 @@ def _module(tmp_path, objective, oracle=None):
 
 
 def _fit_and_measure(module, steps=40):
-    """Train ``steps`` steps; the policy's mean energy on the same seeded samples before and after."""
+    """Train ``steps`` steps (with the report main.py adds); the policy's mean energy on the same
+    seeded samples before and after."""
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, val_check_interval=steps,
-                        num_sanity_val_steps=0)
+                        num_sanity_val_steps=0, callbacks=[AlignmentReport()])
     before = module.evaluate_policy(seed=123)["energy/mean"]
     trainer.fit(module)
     return trainer, before, module.evaluate_policy(seed=123)["energy/mean"]
@@ -232,7 +234,7 @@ def test_invalid_samples_can_leave_the_pairs_for_a_term_of_their_own(tmp_path):
     assert moved[valid].mean() - moved[~valid].mean() > 1.0, (moved[valid].mean(), moved[~valid].mean())
     # the energy of the valid samples alone is what β moves here; energy/mean also carries the penalty
     stats = module.evaluate_policy(n=128, seed=5)
-    energies, ok = module._last_energies, module._last_valid
+    energies, ok = module.last_evaluation.energies, module.last_evaluation.valid
     assert 0 < ok.sum() < len(ok) and stats["energy/valid_mean"] == pytest.approx(energies[ok].mean())
     assert stats["energy/valid_mean"] != pytest.approx(stats["energy/mean"])
 
@@ -359,10 +361,11 @@ class TwoProperties(Length):
 
 def test_every_property_gets_its_histogram(tmp_path):
     module = _module(tmp_path, ERA(), oracle=TwoProperties())
-    _fit_and_measure(module, steps=2)
+    trainer, _, _ = _fit_and_measure(module, steps=2)
     for name in ("length", "carbons"):
         assert (tmp_path / "plots" / f"histogram_{name}.png").stat().st_size > 1000
-    assert module.last_plot == tmp_path / "plots" / "histogram_length.png"
+    (report,) = [c for c in trainer.callbacks if isinstance(c, AlignmentReport)]
+    assert report.last_plot == tmp_path / "plots" / "histogram_length.png"
 
 
 def test_sft_weight_is_the_sft_wrapper(tmp_path):

@@ -12,6 +12,7 @@ from datamodules import ScoredPairsDataModule
 from datamodules.scored_pairs import PairStream, read_scored_samples
 from datamodules.sources import DataFileError
 from datamodules.streaming import StreamingLoader
+from callbacks.alignment_report import AlignmentReport
 from lightning_modules import OfflineAlignment
 from lightning_modules.pair_losses import ERA
 from networks.architectures import GPT
@@ -119,7 +120,7 @@ def test_offline_alignment_trains_on_a_users_file(tmp_path):
                                  pairs_per_batch=5, seed=9, num_workers=0)
     trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, val_check_interval=40,
-                        check_val_every_n_epoch=None, num_sanity_val_steps=0)
+                        check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=[AlignmentReport()])
     before = module.evaluate_policy(seed=123)["energy/mean"]
     trainer.fit(module, datamodule=data)
     after = module.evaluate_policy(seed=123)["energy/mean"]
@@ -183,9 +184,10 @@ def test_a_datamodule_the_module_cannot_train_from_is_refused(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False)
 
     common = dict(policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles", objective=ERA(beta=1.0),
-                  top_k=None, max_new_tokens=10, val_samples=8, dataset_path=str(tmp_path / "s.parquet"))
+                  top_k=None, max_new_tokens=10, val_samples=8)
     with pytest.raises(TypeError, match="OfflineAlignment cannot train from Tokens: it trains from ScoredPairsDataModule"):
-        trainer().fit(OfflineAlignment(Length(), num_samples=8, **common), datamodule=Tokens())
+        trainer().fit(OfflineAlignment(Length(), num_samples=8, dataset_path=str(tmp_path / "s.parquet"), **common),
+                      datamodule=Tokens())
     assert not (tmp_path / "s.parquet").exists()  # refused before sampling anything
     online = OnlineAlignment(Length(), num_samples=8, resample_every=1, steps_per_epoch=1, **common)
     with pytest.raises(TypeError, match="OnlineAlignment cannot train from ScoredPairsDataModule: it draws its own"):
