@@ -3,11 +3,9 @@
 - :class:`AlignmentBase`: what both share — the policy and its frozen reference, the oracle, the
   pair objective (plus the optional term for invalid samples), scoring, the evaluation each
   validation runs and logs, and the RNG state in checkpoints.
-- :class:`OfflineAlignment`: trains on pairs of one fixed sample set. ``prepare_data`` samples
-  ``num_samples`` sequences from the reference, scores them and stores them as Parquet (written to
-  a temporary file and renamed, so an interrupted preparation never looks complete; a file made
-  with other settings is refused); or the samples come from a user's file
-  (:class:`~datamodules.scored_pairs.ScoredPairsDataModule`). The pair order is a function of
+- :class:`OfflineAlignment`: trains on pairs of one fixed sample set: the reference's own samples,
+  made once and stored by :class:`~datamodules.reference_samples.ReferenceSamples` in
+  ``prepare_data``, or a user's file (:class:`~datamodules.scored_pairs.ScoredPairsDataModule`). The pair order is a function of
   (seed, epoch) and the position in the epoch is checkpointed, so a resumed run trains on exactly
   the pairs an uninterrupted one would (``tests/test_resume.py``).
 - :class:`OnlineAlignment`: every ``resample_every`` steps, trains on pairs of a fresh round of
@@ -19,11 +17,8 @@ The histograms, the before/after table and ``summary.json`` come from the callba
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -35,17 +30,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_modules.alongside import alongside
-from lightning_modules.checkpoint_checks import same_settings
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
 from lightning_modules.losses import dpo_loss
 from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective, WithSFT
 from datamodules.pairs import make_pairs
+from datamodules.reference_samples import SETTINGS_KEY, ReferenceSamples, describe  # noqa: F401  (re-exported)
 from datamodules.scored_pairs import ScoredPairsDataModule, sampling_validation_loader
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, Pretrained, disable_dropout
-from networks.files import honour_umask
 from networks.sampling import bucketed_logprob, sample, scoring_logprob, sequence_logprob
 from networks.tokenizers import load_tokenizer
 from oracles.base import Oracle, invalid_preferred
@@ -54,27 +48,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-SETTINGS_KEY = b"rewardfit.dataset_settings"
-
-
 class NonFiniteEnergyError(ValueError):
     pass
-
-
-def describe(obj, depth: int = 0):
-    """A plain-data description of a configured object (class and settings, recursively), used
-    to tell whether two oracles would score the same way."""
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, (list, tuple)):
-        return [describe(o, depth + 1) for o in obj]
-    if isinstance(obj, dict):
-        return {str(k): describe(v, depth + 1) for k, v in obj.items()}
-    if depth > 4 or not hasattr(obj, "__dict__"):
-        return type(obj).__name__
-    settings = {k: describe(v, depth + 1) for k, v in sorted(vars(obj).items())
-                if not k.startswith("_") and k not in ("cache_size", "n_workers", "disk_cache", "model")}
-    return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}", **settings}
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -352,7 +327,8 @@ class AlignmentBase(L.LightningModule):
 
 class OfflineAlignment(AlignmentBase):
     """Offline pairwise alignment (ERA by default; DPO as baseline) on one fixed sample set: the
-    reference's own samples, made once and stored, or a user's scored file
+    reference's own samples, made once and stored (:class:`~datamodules.reference_samples.ReferenceSamples`),
+    or a user's scored file
     (:class:`~datamodules.scored_pairs.ScoredPairsDataModule`).
 
     Args:
@@ -387,57 +363,13 @@ class OfflineAlignment(AlignmentBase):
                 "temperature": hp.temperature, "max_new_tokens": hp.max_new_tokens, "seed": hp.seed,
                 "oracle": describe(self.oracle)}
 
-    def check_dataset_settings(self, path: Path) -> None:
-        """A stored sample set made with other settings is an error, never silently reused."""
-        import pyarrow.parquet as pq
-
-        stored = (pq.read_schema(path).metadata or {}).get(SETTINGS_KEY)
-        if stored is None:
-            log.warning("%s has no recorded settings (made by an older version); reusing it as is", path)
-            return
-        stored, now = json.loads(stored), json.loads(json.dumps(self.dataset_settings()))
-        changed = sorted(k for k in set(stored) | set(now) if not same_settings(stored.get(k), now.get(k)))
-        if changed:
-            raise ValueError(f"{path} was made with different {changed} (stored {[stored.get(k) for k in changed]}, "
-                             f"now {[now.get(k) for k in changed]}); delete it or set dataset_path to a new file")
+    def sample_set(self) -> ReferenceSamples:
+        """The stored reference samples at ``dataset_path``, with this module's settings."""
+        return ReferenceSamples(self.hparams.dataset_path, self.dataset_settings())
 
     def prepare_data(self) -> None:
-        if self._scored_pairs() is not None:
-            return
-        path = Path(self.hparams.dataset_path)
-        if path.is_file():
-            self.check_dataset_settings(path)
-            return
-        hp = self.hparams
-        log.info("sampling %d sequences from the reference for %s", hp.num_samples, path)
-        device = self._run_device()
-        reference = self.reference.to(device)
-        generator = torch.Generator(device=device).manual_seed(hp.seed)
-        batch = sample(reference, self.tokenizer, hp.num_samples, hp.max_new_tokens, hp.temperature,
-                       hp.top_k, generator=generator, return_model_logprobs=True)
-        energies, valid, values = self._score(batch.texts)
-        lengths = batch.attention_mask.sum(1).tolist()
-        frame = pd.DataFrame({
-            "sequence": batch.texts,
-            "input_ids": [row[:n].tolist() for row, n in zip(batch.input_ids, lengths)],
-            "energy": energies, "valid": valid, "ref_logprob": batch.model_logprobs.double().numpy(),
-            **{f"value_{k}": v for k, v in values.items()},
-        })
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".parquet", dir=path.parent)
-        os.close(fd)
-        honour_umask(tmp)  # mkstemp's 0600 would stay on the renamed file
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            metadata = {**(table.schema.metadata or {}), SETTINGS_KEY: json.dumps(self.dataset_settings()).encode()}
-            pq.write_table(table.replace_schema_metadata(metadata), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        if self._scored_pairs() is None:
+            self.sample_set().prepare(self.reference, self.tokenizer, self._score, self._run_device())
 
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.pair_i is not None:
@@ -449,7 +381,7 @@ class OfflineAlignment(AlignmentBase):
             if self.hparams.invalid_from_reference:
                 frame = pd.concat([frame, self._reference_invalid_rows()], ignore_index=True)
         else:
-            source, frame = self.hparams.dataset_path, pd.read_parquet(self.hparams.dataset_path)
+            source, frame = self.hparams.dataset_path, self.sample_set().read()
             if self.hparams.invalid_from_reference:
                 log.warning("invalid_from_reference applies to a user's file (ScoredPairsDataModule); the "
                             "reference's own samples already hold its invalid strings: ignored")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from networks.architectures import CheckpointError
 from networks.configurable import UntrustedClassPathError, check_class_path, class_paths_in, import_class_path
+from networks.configurable import config_leaves as _leaves
+from networks.configurable import same_settings  # noqa: F401  (re-exported)
 
 NETWORK_KEYS = ("policy", "architecture", "encoder", "tokenizer")  # hyper-parameters that shape tensors
 SHOWN = 4  # tensors named per kind of mismatch
@@ -21,24 +23,6 @@ SHOWN = 4  # tensors named per kind of mismatch
 
 class IncompatibleCheckpointError(CheckpointError):
     """A checkpoint was saved by another model config or another LightningModule."""
-
-
-def _leaves(value, prefix: str) -> dict[str, object]:
-    """Flatten nested config dicts: {'init_args': {'n_embd': 32}} → {'prefix.n_embd': 32}."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            name = prefix if key == "init_args" else f"{prefix}.{key}"
-            out.update(_leaves(item, name))
-        return out
-    return {prefix: value}
-
-
-def same_settings(stored, current) -> bool:
-    """Whether two recorded settings agree leaf by leaf, a missing leaf counting as ``None``: an
-    argument added later with a ``None`` default must not make older records look different."""
-    a, b = _leaves(stored, ""), _leaves(current, "")
-    return all(a.get(name) == b.get(name) for name in set(a) | set(b))
 
 
 def config_differences(stored: dict, current: dict) -> list[str]:

@@ -121,3 +121,21 @@ class Configurable:
         init_args = config.get("init_args") or {}
         check_init_args(target, init_args, where)
         return target(**init_args)
+
+
+def config_leaves(value, prefix: str) -> dict[str, object]:
+    """Flatten nested config dicts: {'init_args': {'n_embd': 32}} → {'prefix.n_embd': 32}."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            name = prefix if key == "init_args" else f"{prefix}.{key}"
+            out.update(config_leaves(item, name))
+        return out
+    return {prefix: value}
+
+
+def same_settings(stored, current) -> bool:
+    """Whether two recorded settings agree leaf by leaf, a missing leaf counting as ``None``: an
+    argument added later with a ``None`` default must not make older records look different."""
+    a, b = config_leaves(stored, ""), config_leaves(current, "")
+    return all(a.get(name) == b.get(name) for name in set(a) | set(b))

@@ -300,7 +300,7 @@ def test_the_offline_set_is_drawn_on_the_trainers_device(tmp_path, monkeypatch):
     itself. (A 'meta' device stands in for a GPU: the call is recorded and stopped there.)"""
     from types import SimpleNamespace
 
-    import lightning_modules.alignment as alignment
+    import datamodules.reference_samples as reference_samples
 
     seen = {}
 
@@ -316,8 +316,8 @@ def test_the_offline_set_is_drawn_on_the_trainers_device(tmp_path, monkeypatch):
         def manual_seed(self, seed):
             return self
 
-    monkeypatch.setattr(alignment, "sample", record)
-    monkeypatch.setattr(alignment.torch, "Generator", Generator)
+    monkeypatch.setattr(reference_samples, "sample", record)
+    monkeypatch.setattr(reference_samples.torch, "Generator", Generator)
     module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
     with pytest.raises(RuntimeError, match="stop here"):
         module.prepare_data()
