@@ -2,7 +2,7 @@
 
     bash benchmarks/trl_venv.sh                     # once: TRL in its own venv (.venv-trl)
     nice -n 5 .venv/bin/python benchmarks/vs_trl.py [--tasks dpo rloo profile-dpo] [--precisions fp32 bf16]
-        [--sides rewardfit trl-defaults trl-best rewardfit-buckets4 rewardfit-fast-rounds]
+        [--sides rewardfit trl-defaults trl-best]
         [--repeats 2] [--dpo-steps 20 40] [--rloo-steps 3 12] [--threads 1]
         [--csv docs/results/bench_vs_trl.csv] [--study main] [--append]
     .venv/bin/python benchmarks/vs_trl.py --report     # the Markdown table of the rows in --csv
@@ -37,10 +37,9 @@ units per CPU-second. Sides are interleaved (rewardfit, TRL defaults, TRL best, 
 the table gives medians over repeats. One-off set-up (model load, tokenising, TRL's precomputed
 reference pass) is reported apart, as ``setup_cpu_s``.
 
-Two rewardfit variants test speed-ups without editing ``lightning_modules``: ``rewardfit-buckets4``
-(DPO: the step's rows in 4 length buckets, :func:`bucketed_logprob`) and ``rewardfit-fast-rounds``
-(RLOO: :func:`faster_rloo_rounds`). ``profile-dpo`` prints a ``torch.profiler`` table of rewardfit's
-DPO step.
+``profile-dpo`` prints a ``torch.profiler`` table of rewardfit's DPO step. (The prototype sides
+``rewardfit-buckets4`` and ``rewardfit-fast-rounds`` of the CSV's earlier studies are in the modules
+now: ``networks.sampling.bucketed_logprob`` and ``PolicyUpdate.old_logps``.)
 """
 
 from __future__ import annotations
@@ -62,11 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "checkpoints" / "molgpt-moses"
 TOP_K, MAX_NEW_TOKENS, BETA, LR, KL_COEF = 5, 100, 0.1, 1e-6, 0.05
 N_SAMPLES, N_PAIRS, PAIRS_PER_STEP, SAMPLES_PER_STEP = 2000, 4000, 32, 128
-#: name → (side, settings, extra worker arguments); rewardfit-buckets4 is DPO only (``bucketed_logprob``),
-#: rewardfit-fast-rounds RLOO only (``faster_rloo_rounds``)
+#: name → (side, settings, extra worker arguments)
 SIDES = {"rewardfit": ("rewardfit", "-", {}),
-         "rewardfit-buckets4": ("rewardfit", "length buckets 4", {"buckets": 4}),
-         "rewardfit-fast-rounds": ("rewardfit", "prototype: sampler log-probs, buckets 4", {"buckets": 4}),
          "trl-defaults": ("trl", "defaults", {"settings": "defaults"}),
          "trl-best": ("trl", "best", {"settings": "best"})}
 
@@ -156,59 +152,15 @@ def work_prepare(args) -> dict:
             "same_tokens_when_retokenised": same / len(frame)}
 
 
-def bucketed_logprob(model, ids, mask, buckets: int, reduce: bool = True):
-    """``networks.sampling.sequence_logprob`` of the rows sorted by length and cut into ``buckets``
-    groups, each padded only to its own longest row: the same log-probabilities (a row's real tokens
-    never attend to padding) for fewer padded positions. Differentiable; rows in the given order;
-    ``reduce=False``: per-token, zero-padded to the given width."""
-    import torch
-    import torch.nn.functional as F
-
-    from networks.sampling import sequence_logprob
-
-    lengths = mask.sum(1)
-    order = torch.argsort(lengths)
-    parts = []
-    for rows in torch.tensor_split(order, min(buckets, len(order))):
-        width = max(int(lengths[rows].max()), 2)
-        lp = sequence_logprob(model, ids[rows, :width], mask[rows, :width], reduce=reduce)
-        parts.append(lp if reduce else F.pad(lp, (0, ids.size(1) - width)))
-    return torch.cat(parts)[torch.argsort(order)]
-
-
 def rewardfit_offline(args):
     from lightning_modules.alignment import OfflineAlignment
     from lightning_modules.pair_losses import DPO
     from networks.architectures import Pretrained
 
-    cls = OfflineAlignment
-    buckets = getattr(args, "buckets", 0)
-    if buckets:
-        class Bucketed(OfflineAlignment):
-            """The same module, its ``rows_logprob`` padding each length bucket to its own longest row."""
-
-            def rows_logprob(self, ids, mask, rows):
-                return bucketed_logprob(self.model, ids[rows].to(self.device), mask[rows].to(self.device), buckets)
-
-        cls = Bucketed
-    return cls(oracle=qed_oracle(), policy=Pretrained(str(MODEL)), tokenizer=str(MODEL),
+    return OfflineAlignment(oracle=qed_oracle(), policy=Pretrained(str(MODEL)), tokenizer=str(MODEL),
                objective=DPO(BETA), num_samples=N_SAMPLES, max_pairs=N_PAIRS,
                pairs_per_batch=PAIRS_PER_STEP, dataset_path=args.dataset, top_k=TOP_K,
                max_new_tokens=MAX_NEW_TOKENS, lr=LR, seed=0)
-
-
-def bucket_check(module, buckets: int) -> float:
-    """Largest |difference| between the bucketed and the plain log-probabilities of 64 stored rows."""
-    import torch
-
-    from networks.sampling import sequence_logprob
-
-    rows = torch.arange(64)
-    ids, mask = module.sample_ids[rows], module.sample_mask[rows]
-    width = int(mask.sum(1).max())
-    with torch.no_grad():
-        plain = sequence_logprob(module.model, ids[:, :width], mask[:, :width])
-        return float((bucketed_logprob(module.model, ids, mask, buckets) - plain).abs().max())
 
 
 def lightning_fit(module, args) -> dict:
@@ -233,40 +185,7 @@ def lightning_fit(module, args) -> dict:
 
 
 def work_rewardfit_dpo(args) -> dict:
-    module = rewardfit_offline(args)
-    out = lightning_fit(module, args)
-    if args.buckets:
-        out["bucket_max_abs_diff"] = bucket_check(module, args.buckets)
-    return out
-
-
-def faster_rloo_rounds(module, buckets: int) -> None:
-    """A prototype of two changes to ``MultiObjectiveModule`` for RLOO, made here by swapping the
-    module's ``sample``/``sequence_logprob`` names (the module itself is not edited):
-    1. no forward pass for the sampling policy's log-probabilities: RLOO uses only their sum per
-       sequence (the KL term of the reward), which the sampler already returns
-       (``return_model_logprobs``); it is put in the first token column, zeros elsewhere;
-    2. reference and policy forward passes in ``buckets`` length buckets (:func:`bucketed_logprob`)."""
-    import torch
-
-    import lightning_modules.multi_objective as mo
-    from networks.sampling import sample
-
-    stash = {}
-
-    def sample_with_logprobs(*a, **kw):
-        batch = sample(*a, **{**kw, "return_model_logprobs": True})
-        stash["lp"] = batch.model_logprobs
-        return batch
-
-    def logprob(model, ids, mask, reduce=True):
-        if not torch.is_grad_enabled() and model is not module.reference and not reduce:
-            old = torch.zeros(ids.size(0), ids.size(1) - 1)
-            old[:, 0] = stash.pop("lp")
-            return old.to(ids.device)
-        return bucketed_logprob(model, ids, mask, buckets, reduce)
-
-    mo.sample, mo.sequence_logprob = sample_with_logprobs, logprob
+    return lightning_fit(rewardfit_offline(args), args)
 
 
 def work_rewardfit_rloo(args) -> dict:
@@ -278,8 +197,6 @@ def work_rewardfit_rloo(args) -> dict:
                                   update=RLOO(kl_coef=KL_COEF), samples_per_step=SAMPLES_PER_STEP, lr=LR,
                                   top_k=TOP_K, max_new_tokens=MAX_NEW_TOKENS,
                                   steps_per_epoch=args.warmup + args.timed, seed=0)
-    if args.buckets:
-        faster_rloo_rounds(module, args.buckets)
     return lightning_fit(module, args)
 
 
@@ -489,7 +406,6 @@ def main() -> None:
     p.add_argument("--settings", default="-", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--timed", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--buckets", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker_main(args)
@@ -528,8 +444,6 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name in args.sides:  # interleaved: a busy spell slows every side alike
                     side, settings, extra = SIDES[name]
-                    if {"rewardfit-buckets4": "dpo", "rewardfit-fast-rounds": "rloo"}.get(name, task) != task:
-                        continue
                     python = ours if side == "rewardfit" else trl_python
                     extra = dict(extra, warmup=warmup, timed=timed, precision=precision)
                     out = run_worker(python, f"{side}-{task}", args, log, **extra)
@@ -544,8 +458,6 @@ def main() -> None:
                            "threads": out["threads"], "torch": out["torch"],
                            "transformers": out["transformers"], "trl": out.get("trl", ""),
                            "lightning": out.get("lightning", ""), "device": device_name(), "date": date}
-                    if "bucket_max_abs_diff" in out:
-                        row["note"] = f"max |Δ log p| vs unbucketed {out['bucket_max_abs_diff']:.1e}"
                     seen_versions[side] = {k: out[k] for k in ("torch", "transformers", "trl", "lightning") if k in out}
                     rows.append(row)
                     print(f"{task} {precision} {side:9s} {settings:8s} repeat {repeat}: "
