@@ -141,6 +141,9 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
         return True
     if evals.is_file():  # an earlier attempt was cut short: keep its rows aside, start again
         shutil.move(evals, run_dir / "evals.interrupted.csv")
+    if (run_dir / "checkpoints").exists():  # and its checkpoints (main.py refuses to mix two runs')
+        shutil.rmtree(run_dir / "checkpoints.interrupted", ignore_errors=True)
+        shutil.move(run_dir / "checkpoints", run_dir / "checkpoints.interrupted")
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
     started = time.monotonic()

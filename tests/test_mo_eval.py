@@ -209,8 +209,12 @@ def test_a_run_trained_to_the_end_but_not_recorded_is_collected_not_retrained(tm
     # cut short (no step-100 row): kept aside, and training is tried again (here it fails, recording nothing)
     (runs / "t" / "rs_s0").mkdir()
     _rows("rs", 0, [0.0, 0.1], steps=(0, 50), kls=(0, 0)).to_csv(runs / "t" / "rs_s0" / "evals.csv", index=False)
+    (runs / "t" / "rs_s0" / "checkpoints").mkdir()  # its checkpoints: main.py would refuse to mix two runs'
+    (runs / "t" / "rs_s0" / "checkpoints" / "last.ckpt").write_text("old run")
     assert not mo_protocol.run_one("t", "rs", 0, 100, runs, csv, python="/bin/false")
     assert (runs / "t" / "rs_s0" / "evals.interrupted.csv").is_file() and not mo_protocol.finished(csv, "t", "rs", 0, 100)
+    assert not (runs / "t" / "rs_s0" / "checkpoints").exists()
+    assert (runs / "t" / "rs_s0" / "checkpoints.interrupted" / "last.ckpt").read_text() == "old run"
 
 
 def test_unfinished_runs_join_the_curves_and_a_matched_step_table_only(tmp_path):
