@@ -30,7 +30,7 @@ def summary(module: AlignmentBase, reference: dict[str, float], last: dict[str, 
     finite (no valid sample, say) become ``None``: strict JSON has no NaN."""
     step = int(last.get("step", module.global_step)) if step is None else int(step)
     return {"step": step, "seed": module.hparams.seed,
-            "objective": describe(module.objective), "invalid_weight": module.hparams.invalid_weight,
+            "objective": describe(module.objective), "invalid_weight": module.invalid_term.weight if module.invalid_term else 0.0,
             "reference": _finite_or_null(reference),
             "policy": _finite_or_null({k: v for k, v in last.items() if k != "step"})}
 

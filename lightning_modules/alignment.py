@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from lightning_modules.alongside import alongside
 from lightning_modules.frozen import end_expect_frozen, expect_frozen, frozen_copy
-from lightning_modules.losses import dpo_loss
+from lightning_modules.invalid_term import InvalidTerm
 from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective, WithSFT
 from datamodules.pairs import make_pairs
@@ -62,7 +62,7 @@ def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
 
 
 def valid_mean(energies: np.ndarray, valid: np.ndarray) -> float:
-    """Mean energy of the valid samples. With ``invalid_weight`` the objective's β acts among
+    """Mean energy of the valid samples. With ``invalid_term`` the objective's β acts among
     valid samples only (validity has a term of its own), so this is the energy a β sweep moves;
     ``energy/mean`` also carries the invalid penalty times the invalid share."""
     valid = np.asarray(valid, bool)
@@ -106,10 +106,11 @@ class AlignmentBase(L.LightningModule):
         lr: Adam learning rate.
         sft_weight: weight of an NLL term on the lower-energy member of each pair; the same as
             ``objective: pair_losses.WithSFT(objective, weight)``.
-        invalid_weight: when > 0, invalid samples leave the objective's pairs and get a term of
-            their own with this weight: each step, DPO (``invalid_beta``) on ``pairs_per_batch``
-            random (valid, invalid) pairs (why: docs/design.md).
-        invalid_beta: DPO β of that term.
+        invalid_term: a term of their own for invalid samples, which then leave the objective's
+            pairs (:class:`~lightning_modules.invalid_term.InvalidTerm`: DPO on ``pairs_per_batch``
+            random (valid, invalid) pairs each step); None: none.
+        invalid_weight / invalid_beta: shorthand for ``invalid_term: InvalidTerm(weight, beta)``
+            when ``invalid_weight`` > 0.
         seed: seed of the samples, the pairs and the evaluations.
         domain: ``smiles``/``dna``/``protein`` for validity and uniqueness.
         plot_dir: where ``AlignmentReport`` writes histograms and ``summary.json`` (default: the
@@ -127,11 +128,12 @@ class AlignmentBase(L.LightningModule):
                  tokenizer: str = "smiles", objective: PairObjective | None = None,
                  num_samples: int = 2000, max_pairs: int | None = 20000, pairs_per_batch: int = 64,
                  top_k: int | None = 5, temperature: float = 1.0, max_new_tokens: int = 100,
-                 val_samples: int = 500, lr: float = 1e-6, sft_weight: float = 0.0, invalid_weight: float = 0.0,
+                 val_samples: int = 500, lr: float = 1e-6, sft_weight: float = 0.0,
+                 invalid_term: InvalidTerm | None = None, invalid_weight: float = 0.0,
                  invalid_beta: float = 0.5, seed: int = 0, domain: str = "smiles",
                  plot_dir: str | None = None, novelty_reference: str | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["oracle", "policy", "objective"])
+        self.save_hyperparameters(ignore=["oracle", "policy", "objective", "invalid_term"])
         architecture = Architecture.from_config(policy or Pretrained("molgpt-moses"))
         self.hparams["policy"] = architecture.to_config()
         self.tokenizer = load_tokenizer(tokenizer)
@@ -141,6 +143,10 @@ class AlignmentBase(L.LightningModule):
         self.objective = objective or ERA()
         if sft_weight:  # the old argument: the same as objective WithSFT(objective, sft_weight)
             self.objective = WithSFT(self.objective, sft_weight)
+        if invalid_term is not None and invalid_weight:
+            raise ValueError("give invalid_term or its shorthand invalid_weight/invalid_beta, not both")
+        #: the invalid samples' own term, or None (they are then paired like the valid ones)
+        self.invalid_term = invalid_term or (InvalidTerm(invalid_weight, invalid_beta) if invalid_weight else None)
         #: each validation's numbers, in order
         self.history: list[dict[str, float]] = []
         #: the last ``evaluate_policy`` (a validation's, normally)
@@ -194,12 +200,12 @@ class AlignmentBase(L.LightningModule):
 
     def _pairs_and_invalid(self, sequences: list[str], valid: np.ndarray, seed: int):
         """Pairs over the samples — over the valid ones only when invalid samples have a term of
-        their own (``invalid_weight`` > 0) — and the rows of the valid and invalid samples."""
+        their own (``invalid_term``) — and the rows of the valid and invalid samples."""
         good, bad = torch.from_numpy(np.flatnonzero(valid)), torch.from_numpy(np.flatnonzero(~valid))
-        if not self.hparams.invalid_weight:
+        if self.invalid_term is None:
             i, j = make_pairs(sequences, self.hparams.max_pairs, seed)
             return i, j, good, bad
-        keep = good.numpy()
+        keep = self.invalid_term.pairable(valid)
         i, j = make_pairs([sequences[k] for k in keep], self.hparams.max_pairs, seed)
         return keep[i], keep[j], good, bad
 
@@ -213,20 +219,16 @@ class AlignmentBase(L.LightningModule):
         return torch.Generator().manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
 
     def invalid_loss(self, ids, mask, ref_logps, good, bad, batch_idx: int) -> torch.Tensor:
-        """The separate term for invalid samples (``invalid_weight``): DPO on ``pairs_per_batch``
-        random (valid, invalid) pairs; zero when either kind is missing."""
+        """``invalid_term`` on ``pairs_per_batch`` random (valid, invalid) pairs of stored rows,
+        weighted; zero when either kind is missing."""
         if len(good) == 0 or len(bad) == 0:
             return sum(p.sum() for p in self.model.parameters()) * 0.0
         n = self.hparams.pairs_per_batch
-        g = good[torch.randint(len(good), (n,), generator=self.step_generator(batch_idx, stream=1))]
-        b = bad[torch.randint(len(bad), (n,), generator=self.step_generator(batch_idx, stream=2))]
-        pi_good, pi_bad = self.rows_logprob(ids, mask, torch.cat([g, b])).split(n)
-        ref = ref_logps.to(self.device)
-        zero = torch.zeros(n, device=self.device)
-        # energies 0 (valid) and 1 (invalid) only say which member DPO prefers
-        loss = dpo_loss(pi_bad, pi_good, ref[b], ref[g], zero + 1, zero, self.hparams.invalid_beta)
+        generators = (self.step_generator(batch_idx, stream=1), self.step_generator(batch_idx, stream=2))
+        loss = self.invalid_term.loss(lambda rows: self.rows_logprob(ids, mask, rows), ref_logps, good, bad, n,
+                                      generators)
         self.log("train/invalid_loss", loss, batch_size=n)
-        return self.hparams.invalid_weight * loss
+        return self.invalid_term.weight * loss
 
     def rows_logprob(self, ids, mask, rows) -> torch.Tensor:
         """The policy's log-probabilities of the stored samples ``rows``, in length buckets (less padding)."""
@@ -463,7 +465,7 @@ class OfflineAlignment(AlignmentBase):
     def training_step(self, batch, batch_idx):
         i, j = batch
         loss = self.pair_loss(self.sample_ids, self.sample_mask, self.energies, self.ref_logps, i, j)
-        if self.hparams.invalid_weight:
+        if self.invalid_term is not None:
             loss = loss + self.invalid_loss(self.sample_ids, self.sample_mask, self.ref_logps, self.valid_rows,
                                             self.invalid_rows, batch_idx)
         return loss
@@ -521,7 +523,7 @@ class OnlineAlignment(AlignmentBase):
         if self.round is None or batch_idx % period == 0:
             self._new_round()
         r = self.round
-        use_invalid = self.hparams.invalid_weight and len(r.get("invalid_rows", ())) and len(r.get("valid_rows", ()))
+        use_invalid = self.invalid_term is not None and len(r.get("invalid_rows", ())) and len(r.get("valid_rows", ()))
         if len(r["i"]) == 0 and not use_invalid:  # every sample identical: a zero loss keeps DDP ranks in step
             return sum(p.sum() for p in self.model.parameters()) * 0.0
         loss = 0.0

@@ -3,6 +3,7 @@
 import json
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -390,3 +391,31 @@ def test_sft_weight_is_the_sft_wrapper(tmp_path):
                                energies[i], energies[j])
         a, b = old.pair_loss(ids, mask, energies, ref, i, j), new.pair_loss(ids, mask, energies, ref, i, j)
     assert torch.equal(a, b) and not torch.equal(a, plain)
+
+
+def test_invalid_weight_is_the_invalid_term(tmp_path):
+    """``invalid_weight``/``invalid_beta`` are shorthand for ``invalid_term: InvalidTerm(weight, beta)``:
+    the same pairs (valid samples only) and the same loss; giving both is an error."""
+    from lightning_modules.invalid_term import InvalidTerm
+
+    common = dict(policy=GPT(1, 32, 2, 64, 64, dropout=0.0), tokenizer="smiles", objective=ERA(beta=20.0),
+                  dataset_path=str(tmp_path / "s.parquet"), pairs_per_batch=4)
+    old = OfflineAlignment(Length(), invalid_weight=2.0, invalid_beta=0.3, **common)
+    new = OfflineAlignment(Length(), invalid_term=InvalidTerm(2.0, 0.3), **common)
+    plain = OfflineAlignment(Length(), **common)
+    assert old.invalid_term.weight == 2.0 and old.invalid_term.beta == 0.3 and plain.invalid_term is None
+    new.model.load_state_dict(old.model.state_dict())
+    valid = np.array([True, False, True, True, False, True])
+    texts = ["C", "N", "CC", "CCC", "NN", "CCCC"]
+    i, j, good, bad = new._pairs_and_invalid(texts, valid, 0)
+    assert valid[i].all() and valid[j].all() and len(i) == 6
+    assert [a.tolist() for a in old._pairs_and_invalid(texts, valid, 0)] == [a.tolist() for a in (i, j, good, bad)]
+    assert len(plain._pairs_and_invalid(texts, valid, 0)[0]) == 15  # without the term every sample is paired
+    ids = torch.randint(3, 20, (6, 8))
+    mask = torch.ones_like(ids)
+    ref = torch.linspace(-20, -10, 6)
+    with torch.no_grad():
+        a, b = old.invalid_loss(ids, mask, ref, good, bad, 3), new.invalid_loss(ids, mask, ref, good, bad, 3)
+    assert torch.equal(a, b) and a.item() != 0
+    with pytest.raises(ValueError, match="not both"):
+        OfflineAlignment(Length(), invalid_term=InvalidTerm(), invalid_weight=1.0, **common)

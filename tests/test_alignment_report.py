@@ -114,3 +114,15 @@ def test_an_offline_only_argument_on_online_alignment_is_a_clear_error(tmp_path,
         cli_main(["fit", "--config", str(config), "--print_config"])
     err = capsys.readouterr().err
     assert exit_info.value.code != 0 and "dataset_path" in err and "Traceback" not in err
+
+
+def test_the_invalid_term_is_named_in_a_config(tmp_path, monkeypatch):
+    from lightning_modules.invalid_term import InvalidTerm
+    from main import cli_main
+
+    monkeypatch.setattr("sys.argv", ["main.py"])
+    term = {"class_path": "lightning_modules.invalid_term.InvalidTerm", "init_args": {"weight": 2.0, "beta": 0.25}}
+    model = cli_main(["--config", str(_config(tmp_path, invalid_term=term))], run=False).model
+    assert isinstance(model.invalid_term, InvalidTerm) and (model.invalid_term.weight, model.invalid_term.beta) == (2.0, 0.25)
+    shorthand = cli_main(["--config", str(_config(tmp_path, invalid_weight=3.0))], run=False).model
+    assert (shorthand.invalid_term.weight, shorthand.invalid_term.beta) == (3.0, 0.5)
