@@ -20,7 +20,9 @@ the run it trains (``running.pid``) and the others skip it.
 over seeds of the average reward, per-objective rewards, balance, KL, validity, …;
 ``<csv stem>_summary.csv`` and ``.md``), paired tests over seeds (same seed = same sampling
 stream: the evaluation samples and the module's round generators are seeded by the run's seed)
-of IRS vs RS and IRS vs MORLHF on the average reward — paired t-test and Wilcoxon signed-rank —
+of IRS vs RS and IRS vs MORLHF on the average reward — paired t-test and Wilcoxon signed-rank —,
+the same comparison at matched KL (``<csv stem>_matched_kl.csv``: the other run's reward read off its
+own reward–KL curve at IRS's final KL, same seed)
 and two figures per task in ``docs/img/``: ``mo_protocol_<task>_kl.png`` (average reward against
 KL to the reference) and ``mo_protocol_<task>_oracle.png`` (against oracle calls).
 """
@@ -239,6 +241,54 @@ def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("
     return pd.DataFrame(rows)
 
 
+def matched_kl_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf", "supervised"),
+                     method: str = "irs") -> pd.DataFrame:
+    """The comparison at matched distance from the reference: for each seed, IRS's final
+    ``column`` minus the other method's at the same KL, read off the other run's own reward–KL
+    curve (same seed; linear interpolation between its evaluations, KL sorted). A seed counts only
+    where IRS's final KL lies within the other curve's range. Paired t-test and Wilcoxon as in
+    :func:`paired_tests`."""
+    from scipy import stats
+
+    rows = []
+    for (task, w), group in frame.groupby(["task", "w"], sort=True):
+        mine = final_rows(group[group.method == method]).set_index("seed")
+        for other in against:
+            curves = group[group.method == other]
+            if curves.empty:
+                continue
+            diffs, kls = [], []
+            for seed, row in mine.iterrows():
+                curve = curves[curves.seed == seed].dropna(subset=["kl", column]).sort_values("kl")
+                if len(curve) < 2 or not curve.kl.min() <= row.kl <= curve.kl.max():
+                    continue
+                diffs.append(float(row[column]) - float(np.interp(row.kl, curve.kl, curve[column])))
+                kls.append(float(row.kl))
+            diff = np.asarray(diffs)
+            out = {"task": task, "w": w, "comparison": f"{method} - {other} at {method}'s final KL", "metric": column,
+                   "pairs": len(diff), "kl_mean": float(np.mean(kls)) if kls else float("nan"),
+                   "mean_diff": float(diff.mean()) if len(diff) else float("nan"), "wins": int((diff > 0).sum()),
+                   "t_p": float("nan"), "wilcoxon_p": float("nan")}
+            if len(diff) >= 2 and np.any(diff != 0):
+                out["t_p"] = float(stats.ttest_1samp(diff, 0.0).pvalue)
+                out["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def matched_kl_markdown(tests: pd.DataFrame) -> str:
+    if tests.empty:
+        return ""
+    lines = ["", "At matched KL: IRS's final average reward minus the other method's at the same KL, read off "
+             "that run's own reward–KL curve (same seed):", "",
+             "| task | comparison | pairs | mean KL | mean difference | IRS wins | paired t p | Wilcoxon p |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, t in tests.iterrows():
+        lines.append(f"| {t.task} | {t.comparison} | {t.pairs} | {t.kl_mean:.2f} | {t.mean_diff:+.4f} | "
+                     f"{t.wins}/{t.pairs} | {t.t_p:.3g} | {t.wilcoxon_p:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(mean: float, se: float, digits: int = 3) -> str:
     if not np.isfinite(mean):
         return "–"
@@ -344,6 +394,9 @@ def report(csv: Path, img_dir: Path, quiet: bool = False, runs: Path | None = No
     summary.to_csv(csv.with_name(csv.stem + "_summary.csv"), index=False)
     tests.to_csv(csv.with_name(csv.stem + "_tests.csv"), index=False)
     text = markdown(summary, tests) if len(summary) else "No finished runs yet.\n"
+    at_kl = matched_kl_tests(frame) if len(frame) else pd.DataFrame()
+    at_kl.to_csv(csv.with_name(csv.stem + "_matched_kl.csv"), index=False)
+    text += matched_kl_markdown(at_kl)
     everything = frame.assign(complete=True)
     if runs is not None:
         partial = unfinished_rows(runs, frame)

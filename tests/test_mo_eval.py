@@ -230,3 +230,21 @@ def test_unfinished_runs_join_the_curves_and_a_matched_step_table_only(tmp_path)
     assert partial.method.unique().tolist() == ["rs"] and partial.step.max() == 50
     text = (tmp_path / "results_summary.md").read_text()
     assert "| t | 0 | 50 | irs | 0.100 |" in text and "| t | 0 | 50 | rs | 0.050 |" in text
+
+
+def test_matched_kl_reads_the_other_curve_at_irs_final_kl():
+    """IRS ends at KL 2 with reward 1.0; MORLHF's own curve passes KL 2 at reward 0.5 (linear between
+    its evaluations at KL 1 and 3), so IRS leads by 0.5 at matched KL although MORLHF ends higher.
+    A seed whose IRS KL lies outside the other curve's range is left out."""
+    frame = pd.concat([_rows("irs", 0, [0.0, 0.5, 1.0], kls=(0.0, 1.0, 2.0)),
+                       _rows("morlhf", 0, [0.0, 0.0, 1.0], kls=(0.0, 1.0, 3.0)),
+                       _rows("irs", 1, [0.0, 0.5, 1.0], kls=(0.0, 1.0, 2.0)),
+                       _rows("morlhf", 1, [0.0, 0.2, 0.6], kls=(0.0, 1.0, 3.0)),
+                       _rows("irs", 2, [0.0, 0.5, 1.0], kls=(0.0, 5.0, 9.0)),  # beyond MORLHF's range
+                       _rows("morlhf", 2, [0.0, 0.2, 0.6], kls=(0.0, 1.0, 3.0))], ignore_index=True)
+    tests = mo_protocol.matched_kl_tests(frame)
+    row = tests[tests.comparison.str.contains("morlhf")].iloc[0]
+    assert row.pairs == 2 and row.wins == 2 and row.kl_mean == 2.0
+    assert abs(row.mean_diff - ((1.0 - 0.5) + (1.0 - 0.4)) / 2) < 1e-12
+    assert not tests.comparison.str.contains(" rs ").any()  # no RS runs: no row
+    assert mo_protocol.paired_tests(frame).query("comparison == 'irs - morlhf'").mean_diff.iloc[0] < 0.6
