@@ -127,6 +127,16 @@ def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python
             "--trainer.default_root_dir", str(run_dir)]
 
 
+def labelled_as(rows: pd.DataFrame, task: str, method: str, evals: Path) -> bool:
+    """Whether a run's evaluation rows carry the task and method it was run as; recording rows
+    labelled otherwise would replace another method's rows of the same seed."""
+    if set(rows.method) == {method} and set(rows.task) == {task}:
+        return True
+    print(f"  {evals} labels its rows {sorted(set(rows.method))} / {sorted(set(rows.task))}, not {method} / {task}; "
+          "not recorded (see callbacks.mo_eval.method_of)", flush=True)
+    return False
+
+
 def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path, python: str) -> bool:
     run_dir = runs / task / f"{method}_s{seed}"
     evals = run_dir / "evals.csv"
@@ -136,6 +146,8 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
     if evals.is_file() and (pd.read_csv(evals, usecols=["step"]).step == steps).any():
         # trained to the end, but its runner stopped before recording it: collect, do not retrain
         rows = pd.read_csv(evals, dtype={"w": str})
+        if not labelled_as(rows, task, method, evals):
+            return False
         rows["run_wall_s"] = rows.wall_s.max()  # from training start (the process start is not known)
         add_rows(csv, rows)
         (run_dir / "running.pid").unlink(missing_ok=True)
@@ -161,6 +173,8 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
     rows = pd.read_csv(evals, dtype={"w": str})
     if not (rows.step == steps).any():
         print(f"  {evals} has no step-{steps} row; not recorded", flush=True)
+        return False
+    if not labelled_as(rows, task, method, evals):
         return False
     rows["run_wall_s"] = round(wall, 1)
     add_rows(csv, rows)

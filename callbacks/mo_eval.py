@@ -30,9 +30,12 @@ from callbacks.merging import WeightMergingCallback
 
 
 def method_of(trainer, pl_module) -> str:
-    """``irs`` with a merging callback, ``morlhf`` for a scalarised policy, ``rs`` otherwise."""
+    """``irs`` with a merging callback, ``supervised`` for an update that learns from the
+    reference's samples (``SupervisedTopK``), ``morlhf`` for a scalarised policy, ``rs`` otherwise."""
     if any(isinstance(c, WeightMergingCallback) for c in trainer.callbacks):
         return "irs"
+    if getattr(getattr(pl_module, "update", None), "sample_from", "policy") == "reference":
+        return "supervised"
     return "morlhf" if pl_module.hparams.scalarization is not None else "rs"
 
 

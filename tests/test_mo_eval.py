@@ -248,3 +248,28 @@ def test_matched_kl_reads_the_other_curve_at_irs_final_kl():
     assert abs(row.mean_diff - ((1.0 - 0.5) + (1.0 - 0.4)) / 2) < 1e-12
     assert not tests.comparison.str.contains(" rs ").any()  # no RS runs: no row
     assert mo_protocol.paired_tests(frame).query("comparison == 'irs - morlhf'").mean_diff.iloc[0] < 0.6
+
+
+def test_rows_labelled_as_another_method_are_never_recorded(tmp_path):
+    """A run whose evaluations carry another method's label (a supervised run once labelled itself
+    'morlhf') must not replace that method's rows of the same seed."""
+    runs, csv = tmp_path / "runs", tmp_path / "results.csv"
+    mo_protocol.add_rows(csv, _rows("morlhf", 0, [0.0, 1.0, 2.0]))
+    run_dir = runs / "t" / "supervised_s0"
+    run_dir.mkdir(parents=True)
+    _rows("morlhf", 0, [0.0, 0.1, 0.2]).assign(wall_s=1.0).to_csv(run_dir / "evals.csv", index=False)
+    assert not mo_protocol.run_one("t", "supervised", 0, 100, runs, csv, python="/bin/false")
+    kept = pd.read_csv(csv)
+    assert kept.average_reward.tolist() == [0.0, 1.0, 2.0] and not mo_protocol.finished(csv, "t", "supervised", 0, 100)
+
+
+def test_the_supervised_baseline_labels_itself():
+    from types import SimpleNamespace
+
+    from callbacks.mo_eval import method_of
+    from lightning_modules.policy_updates import PPO, SupervisedTopK
+
+    trainer = SimpleNamespace(callbacks=[])
+    module = lambda update: SimpleNamespace(update=update, hparams=SimpleNamespace(scalarization=[1.0, 1.0]))  # noqa: E731
+    assert method_of(trainer, module(SupervisedTopK())) == "supervised"
+    assert method_of(trainer, module(PPO())) == "morlhf"
