@@ -115,15 +115,20 @@ class RewardfitCLI(LightningCLI):
         if type(strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default; a configured one stays
             trust = (self.config[self.subcommand] if self.subcommand else self.config).get("trust_checkpoint_code")
             strategy.checkpoint_io = SafeCheckpointIO(module=self.model, trust_code=bool(trust))
-        if not any(isinstance(c, CheckpointOnSigterm) for c in trainer.callbacks):
-            first_checkpoint = next((i for i, c in enumerate(trainer.callbacks) if c in trainer.checkpoint_callbacks),
-                                    len(trainer.callbacks))
-            trainer.callbacks.insert(first_checkpoint, CheckpointOnSigterm())  # checkpoint callbacks stay last
-        if isinstance(self.model, AlignmentBase) and not any(isinstance(c, AlignmentReport) for c in trainer.callbacks):
-            first_checkpoint = next((i for i, c in enumerate(trainer.callbacks) if c in trainer.checkpoint_callbacks),
-                                    len(trainer.callbacks))
-            trainer.callbacks.insert(first_checkpoint, AlignmentReport())  # histograms, before/after table
+        _add_callback(trainer, CheckpointOnSigterm)
+        if isinstance(self.model, AlignmentBase):
+            _add_callback(trainer, AlignmentReport)  # histograms, before/after table, summary.json
         return trainer
+
+
+def _add_callback(trainer: L.Trainer, kind: type) -> None:
+    """``kind()`` among the trainer's callbacks unless one is configured, before the checkpoint
+    callbacks (they stay last, so they see what the others did at each hook)."""
+    if any(isinstance(c, kind) for c in trainer.callbacks):
+        return
+    first_checkpoint = next((i for i, c in enumerate(trainer.callbacks) if c in trainer.checkpoint_callbacks),
+                            len(trainer.callbacks))
+    trainer.callbacks.insert(first_checkpoint, kind())
 
 
 def cli_main(args=None, run: bool = True) -> RewardfitCLI:
