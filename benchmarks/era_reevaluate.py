@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from callbacks.alignment_report import summary as alignment_summary, write_summary  # noqa: E402
-from lightning_modules.alignment import describe  # noqa: E402
+from datamodules.reference_samples import describe  # noqa: E402
 from lightning_modules.checkpoint_io import SafeCheckpointIO, verify_checkpoint_file  # noqa: E402
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
-from lightning_modules.alignment import AlignmentBase, Evaluation, describe, valid_mean
+from datamodules.reference_samples import describe
+from lightning_modules.alignment import AlignmentBase, Evaluation, valid_mean
 from lightning_modules.plotting import pyplot, save_figure
 
 

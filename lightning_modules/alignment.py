@@ -35,7 +35,7 @@ from lightning_modules.invalid_term import InvalidTerm
 from lightning_modules.metrics import Novelty, sample_quality
 from lightning_modules.pair_losses import ERA, PairObjective, WithSFT
 from datamodules.pairs import make_pairs
-from datamodules.reference_samples import SETTINGS_KEY, ReferenceSamples, describe  # noqa: F401  (re-exported)
+from datamodules.reference_samples import ReferenceSamples, describe
 from datamodules.scored_pairs import ScoredPairsDataModule, sampling_validation_loader
 from lightning_modules.resumable_batches import ResumableBatches, ShuffledPairBatches, trainer_progress
 from lightning_modules.rng import restore_rng, rng_state

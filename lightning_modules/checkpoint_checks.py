@@ -15,7 +15,6 @@ from __future__ import annotations
 from networks.architectures import CheckpointError
 from networks.configurable import UntrustedClassPathError, check_class_path, class_paths_in, import_class_path
 from networks.configurable import config_leaves as _leaves
-from networks.configurable import same_settings  # noqa: F401  (re-exported)
 
 NETWORK_KEYS = ("policy", "architecture", "encoder", "tokenizer")  # hyper-parameters that shape tensors
 SHOWN = 4  # tensors named per kind of mismatch

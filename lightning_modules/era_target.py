@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from lightning_modules.alignment import SETTINGS_KEY
+    from datamodules.reference_samples import SETTINGS_KEY
 
     frame = pd.read_parquet(args.samples)
     missing = {"energy", "ref_logprob", "valid"} - set(frame.columns)

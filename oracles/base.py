@@ -169,7 +169,7 @@ class MoleculeOracle(Oracle):
     progress_threshold = 1000  # a progress bar (on a terminal) when the pool scores this many
     domain = "smiles"  # what the inputs are (a key of DOMAINS); the user-supplied oracles take it as a setting
     # The default lives on the class and only a different value on the instance, so that the
-    # settings recorded with stored samples (alignment.describe) stay what they were before
+    # settings recorded with stored samples (datamodules.reference_samples.describe) stay what they were before
     # max_length was a parameter.
     max_length = MAX_SMILES_LENGTH
 

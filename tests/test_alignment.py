@@ -161,7 +161,7 @@ def test_offline_set_survives_a_new_argument_with_a_none_default(tmp_path):
 
     import pyarrow.parquet as pq
 
-    from lightning_modules.alignment import SETTINGS_KEY
+    from datamodules.reference_samples import SETTINGS_KEY
 
     module = _module(tmp_path, ERA(beta=5.0))
     module.prepare_data()
