@@ -11,6 +11,7 @@ import lightning as L
 import torch
 
 from lightning_modules.reward_model import RewardModelModule
+from networks.files import honour_umask
 
 
 def _plain(value):
@@ -30,6 +31,7 @@ def save_reward_model(module: RewardModelModule, directory: str | Path, card: di
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_model(module, str(directory / "model.safetensors"))  # handles tied weights (a GPT's embeddings)
+    honour_umask(directory / "model.safetensors")  # safetensors writes 0600
     init_args = _plain({k: v for k, v in module.hparams.items() if not k.startswith("_")})  # not the CLI's _class_path
     config = {"class_path": f"{RewardModelModule.__module__}.{RewardModelModule.__qualname__}",
               "init_args": init_args,

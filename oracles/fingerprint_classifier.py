@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
+from networks.files import honour_umask
 from oracles.base import MoleculeOracle
 from oracles.canonical import canonical_smiles
 from oracles.tdc_forest import morgan_features
@@ -105,6 +106,7 @@ def train_classifier(data: str, label: str, out: str, smiles_column: str = "smil
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / "model.safetensors"))
+    honour_umask(out_dir / "model.safetensors")  # safetensors writes 0600
     (out_dir / "card.json").write_text(json.dumps(card, indent=1))
     return card
 

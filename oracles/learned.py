@@ -58,6 +58,11 @@ class LearnedOracle(Oracle):
             drifts to where the model extrapolates without bound, and there the "reward" is
             noise it can climb forever (docs/multi_objective.md, the QM9 task).
         max_z: the out-of-domain threshold, in training standard deviations.
+        domain_check: the model's *input* applicability domain (``oracles.domain``: nearest-
+            neighbour similarity to its training inputs, from ``domain.npz`` beside the model):
+            ``report`` (default: loaded when the file exists; evaluations report the share of
+            samples outside, energies are unchanged), ``penalty`` (the file must exist; inputs
+            outside are invalid and get the penalty energy) or ``off``.
     """
 
     name = "learned"
@@ -66,13 +71,17 @@ class LearnedOracle(Oracle):
                  directions: dict[str, str] | None = None, transforms: dict[str, Transform] | None = None,
                  transform: Transform | None = None, penalty: float = 10.0, name: str | None = None,
                  batch_size: int = 1024, device: str = "cpu", cache_size: int = 200_000,
-                 standardize: bool = False, out_of_domain: str = "warn", max_z: float = 10.0):
+                 standardize: bool = False, out_of_domain: str = "warn", max_z: float = 10.0,
+                 domain_check: str = "report"):
         super().__init__(transform=None, penalty=penalty, name=name)
         if out_of_domain not in ("warn", "penalty"):
             raise ValueError(f"out_of_domain must be 'warn' or 'penalty', got {out_of_domain!r}")
+        if domain_check not in ("report", "penalty", "off"):
+            raise ValueError(f"domain_check must be 'report', 'penalty' or 'off', got {domain_check!r}")
         if not max_z > 0:
             raise ValueError(f"max_z must be > 0, got {max_z}")
-        from lightning_modules.reward_model import load_reward_model
+        from lightning_modules.reward_model import load_reward_model, resolve_reward_checkpoint
+        from oracles.domain import FILE, InputDomain
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -107,6 +116,18 @@ class LearnedOracle(Oracle):
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         domain = self.model.domain
         self._canonical = canonicaliser(domain) if domain in ("smiles", "dna", "protein") else None
+        self.domain_check = domain_check
+        location = resolve_reward_checkpoint(checkpoint)
+        self.input_domain = None if domain_check == "off" else InputDomain.load(location if location.is_dir() else location.parent)
+        if domain_check == "penalty" and self.input_domain is None:
+            raise ValueError(f"domain_check: penalty needs {FILE} beside the model in {location}; build it with "
+                             "benchmarks/reward_domain.py (or use domain_check: report)")
+
+    def outside_domain(self, sequences: Sequence[str]) -> np.ndarray | None:
+        """[n] bool, inputs outside the model's input domain (None when the model has none)."""
+        if self.input_domain is None:
+            return None
+        return self.input_domain.outside([s if isinstance(s, str) else "" for s in sequences])
 
     @property
     def names(self) -> list[str]:
@@ -196,6 +217,8 @@ class LearnedOracle(Oracle):
         valid = np.isfinite(values).all(1) & np.isfinite(energies).all(1)
         if self.out_of_domain == "penalty":
             valid &= ~self.far_from_training(values).any(1)
+        if self.domain_check == "penalty" and valid.any():
+            valid &= ~self.outside_domain(strings)
         energies = np.where(valid[:, None], energies, self.penalty)
         values = np.where(valid[:, None], values, np.nan)
         canonical = [self._canonical(s) if self._canonical and ok else (s if ok else None)

@@ -273,3 +273,21 @@ def test_the_supervised_baseline_labels_itself():
     module = lambda update: SimpleNamespace(update=update, hparams=SimpleNamespace(scalarization=[1.0, 1.0]))  # noqa: E731
     assert method_of(trainer, module(SupervisedTopK())) == "supervised"
     assert method_of(trainer, module(PPO())) == "morlhf"
+
+
+def test_evaluation_reports_the_share_of_samples_outside_the_reward_models_domain():
+    """``samples/outside_domain`` = share of the oracle-valid samples that the oracle's
+    ``outside_domain`` flags; absent when the oracle has no domain."""
+    module = _module()
+    assert "samples/outside_domain" not in module.evaluate(n=16, seed=1, detailed=True)
+    seen: list[list[str]] = []
+
+    def outside(texts):
+        seen.append(list(texts))
+        return np.array(["O" in t for t in texts])
+
+    module.oracle.outside_domain = outside
+    stats = module.evaluate(n=16, seed=1, detailed=True)
+    valid = np.asarray(module.oracle(seen[0]).valid, dtype=bool)
+    expected = np.array(["O" in t for t in seen[0]])[valid].mean()
+    assert stats["samples/outside_domain"] == pytest.approx(expected)

@@ -7,6 +7,7 @@ set is read only through small synthetic copies of its layout.
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from main import cli_main
 from oracles.learned import LearnedOracle
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(autouse=True)
@@ -455,3 +457,65 @@ def test_networks_never_import_datamodules():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "datamodules"]
     assert offenders == []
+
+
+def _degenerate_qm9_model(seed: int = 0) -> RewardModelModule:
+    """A small linear-composition model that puts +1e4 on the heavy-atom column and −1e4 on every
+    element, as the first reward-qm9 did: the same function as without, up to float32 rounding."""
+    torch.manual_seed(seed)
+    model = RewardModelModule(tasks=["a", "b"], encoder=FingerprintMLP(n_bits=64, hidden=[16], linear_composition=True))
+    model.set_target_statistics(np.array([5.0, -3.0]), np.array([2.0, 0.5]))
+    enc = model.encoder
+    with torch.no_grad():
+        start = model.heads[0].weight.shape[1] - enc.n_composition
+        model.heads[0].weight[:, start + 1:start + 10] -= 1e4
+        model.heads[0].weight[:, start + 10] += 1e4
+    return model.eval()
+
+
+def test_heavy_atom_column_folds_away_exactly(tmp_path, chembl_smiles):
+    """``drop_heavy_atom_column``: the column is gone, the function (float64, exact counts) is the
+    same for every molecule, and float32 predictions no longer depend on the batch."""
+    from drop_heavy_atom_column import fold, main as fold_main, predictions
+
+    smiles = list(chembl_smiles[:60]) + ["CSc1ccc(Cl)cc1Br", "P(=O)(O)(O)O", "[Si](C)(C)C"]  # S, Cl, Br, P, other
+    old = _degenerate_qm9_model()
+    source = save_reward_model(old, tmp_path / "old")
+    new = load_reward_model(source)
+    fold(new)
+    assert new.encoder.n_composition == old.encoder.n_composition - 1 and not new.encoder.heavy_atoms
+    assert new.heads[0].weight.shape[1] == old.heads[0].weight.shape[1] - 1
+    np.testing.assert_allclose(predictions(new, smiles, 16, double=True), predictions(old, smiles, 16, double=True),
+                               rtol=0, atol=1e-8)
+    one, many = predictions(new, smiles, 1), predictions(new, smiles, 64)
+    assert np.abs(one - many).max() < 1e-4
+    # through the command: a new directory that loads, and never the checkpoint itself
+    with pytest.raises(SystemExit, match="is the checkpoint itself"):
+        fold_main(["--checkpoint", str(source), "--out", str(source)])
+    fold_main(["--checkpoint", str(source), "--out", str(tmp_path / "new")])
+    reloaded = load_reward_model(tmp_path / "new")
+    np.testing.assert_allclose(reloaded.predict(smiles), new.predict(smiles), rtol=0, atol=1e-9, equal_nan=True)
+    with pytest.raises(ValueError, match="no heavy-atom column"):
+        fold(reloaded)
+
+
+def test_shipped_reward_qm9_has_no_cancelling_weights():
+    """The shipped reward-qm9 reads no heavy-atom column, so its float32 predictions are the same in
+    any batch (the first one moved by up to 0.19 σ on the gap between batch 1 and 1,024)."""
+    model = load_reward_model("reward-qm9")
+    assert model.encoder.heavy_atoms is False
+    smiles = ["C", "CCO", "c1ccccc1", "O=CC(=O)C1CCCO1", "CC1=CC2CC1C2", "N#CC1CC1", "OC1COC1=O", "CN1CC(C)C1"]
+    alone = np.concatenate([model.predict([s]) for s in smiles])
+    assert (np.abs(alone - model.predict(smiles)) / model.target_std.numpy()).max() < 1e-5
+
+
+def test_saved_reward_model_files_honour_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        directory = save_reward_model(_degenerate_qm9_model(), tmp_path / "m")
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json"):
+        assert (directory / name).stat().st_mode & 0o777 == 0o640, name
