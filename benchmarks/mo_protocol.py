@@ -11,9 +11,11 @@ step 0, every k steps, the end) to ``<runs>/<task>/<method>_s<seed>/evals.csv``;
 finishes, its rows go into ``--csv`` (default ``docs/results/mo_protocol.csv``, rewritten
 atomically) and the report is rebuilt. A run whose final row (step T) is already in the CSV is
 skipped, so the command can be stopped at any point (a session ending, a kill) and started again:
-only the run that was cut short is redone, from step 0 (its partial evaluations are kept aside as
-``evals.interrupted.csv``); a run that finished training but was never recorded is collected
-from its ``evals.csv``. Runners may work side by side on different seeds or methods: each marks
+the run that was cut short resumes from its ``checkpoints/last.ckpt`` (the protocol configs save
+one every 10 steps; the module's rounds, merges and counters are restored exactly), its evaluations
+after that step are dropped and redone; without a readable checkpoint it is redone from step 0
+(its partial evaluations kept aside as ``evals.interrupted.csv``). A run that finished training
+but was never recorded is collected from its ``evals.csv``. Runners may work side by side on different seeds or methods: each marks
 the run it trains (``running.pid``) and the others skip it.
 
 ``report`` rebuilds from the CSV: a summary table at each run's last step (mean ± standard error
@@ -119,12 +121,29 @@ def _add_rows(csv: Path, rows: pd.DataFrame) -> None:
     os.replace(tmp, csv)
 
 
-def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python: str) -> list[str]:
+def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python: str,
+            ckpt: Path | None = None) -> list[str]:
     configs = ROOT / "configs" / "multi_objective"
     return [python, str(ROOT / "main.py"), "fit", "--config", str(configs / f"{task}.yaml"),
             "--config", str(configs / f"{method}.yaml"), "--seed_everything", str(seed),
             "--model.init_args.seed", str(seed), "--trainer.max_steps", str(steps),
-            "--trainer.default_root_dir", str(run_dir)]
+            "--trainer.default_root_dir", str(run_dir), *(["--ckpt_path", str(ckpt)] if ckpt else [])]
+
+
+def resume_point(run_dir: Path, steps: int) -> tuple[Path, int] | None:
+    """``(last.ckpt, its step)`` of a run cut short, or None when there is nothing to resume: no
+    checkpoint, an unreadable (truncated) one, or one from a run longer than ``steps``."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    import torch
+
+    try:
+        step = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception as err:  # noqa: BLE001 — any unreadable file means: start again
+        print(f"  {last} is not readable ({type(err).__name__}: {err}); starting again", flush=True)
+        return None
+    return (last, step) if 0 < step < steps else None
 
 
 def labelled_as(rows: pd.DataFrame, task: str, method: str, evals: Path) -> bool:
@@ -153,19 +172,30 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
         (run_dir / "running.pid").unlink(missing_ok=True)
         print(f"{task} {method} seed {seed}: finished earlier, collected from {evals}", flush=True)
         return True
-    if evals.is_file():  # an earlier attempt was cut short: keep its rows aside, start again
-        shutil.move(evals, run_dir / "evals.interrupted.csv")
-    if (run_dir / "checkpoints").exists():  # and its checkpoints (main.py refuses to mix two runs')
-        shutil.rmtree(run_dir / "checkpoints.interrupted", ignore_errors=True)
-        shutil.move(run_dir / "checkpoints", run_dir / "checkpoints.interrupted")
+    resume = resume_point(run_dir, steps) if evals.is_file() else None
+    earlier_wall = 0.0
+    if resume is not None:  # cut short after a checkpoint: go on from it, redo the evaluations after it
+        rows = pd.read_csv(evals, dtype={"w": str})
+        kept = rows[rows.step <= resume[1]]
+        earlier_wall = float(kept.wall_s.max()) if "wall_s" in kept and len(kept) else 0.0
+        tmp = evals.with_name(evals.name + ".tmp")
+        kept.to_csv(tmp, index=False)
+        tmp.replace(evals)
+    else:
+        if evals.is_file():  # an earlier attempt was cut short: keep its rows aside, start again
+            shutil.move(evals, run_dir / "evals.interrupted.csv")
+        if (run_dir / "checkpoints").exists():  # and its checkpoints (main.py refuses to mix two runs')
+            shutil.rmtree(run_dir / "checkpoints.interrupted", ignore_errors=True)
+            shutil.move(run_dir / "checkpoints", run_dir / "checkpoints.interrupted")
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
     started = time.monotonic()
-    print(f"[{time.strftime('%H:%M:%S')}] {task} {method} seed {seed}: training ({run_dir}/train.log)", flush=True)
-    with (run_dir / "train.log").open("w") as log:
-        rc = subprocess.call(command(task, method, seed, steps, run_dir, python), stdout=log, stderr=subprocess.STDOUT,
-                             cwd=ROOT, env=env)
-    wall = time.monotonic() - started
+    what = f"resuming from step {resume[1]}" if resume else "training"
+    print(f"[{time.strftime('%H:%M:%S')}] {task} {method} seed {seed}: {what} ({run_dir}/train.log)", flush=True)
+    with (run_dir / "train.log").open("a" if resume else "w") as log:
+        rc = subprocess.call(command(task, method, seed, steps, run_dir, python, resume[0] if resume else None),
+                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    wall = time.monotonic() - started + earlier_wall  # earlier attempt: to its last kept evaluation
     if rc != 0 or not evals.is_file():
         tail = (run_dir / "train.log").read_text(errors="replace").splitlines()[-15:]
         print(f"  failed (exit {rc}) after {wall:.0f} s; last lines of the log:\n    " + "\n    ".join(tail), flush=True)
@@ -177,7 +207,9 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
     if not labelled_as(rows, task, method, evals):
         return False
     rows["run_wall_s"] = round(wall, 1)
+    rows["resumed_from_step"] = resume[1] if resume else 0
     add_rows(csv, rows)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only for resuming; ~100–200 MB a run
     (run_dir / "running.pid").unlink(missing_ok=True)
     print(f"  done in {wall / 60:.1f} min; rows added to {csv}", flush=True)
     return True

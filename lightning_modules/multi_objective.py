@@ -201,14 +201,14 @@ class MultiObjectiveModule(L.LightningModule):
 
         # the oracle in a thread while the old policy's (where needed) and the reference's log-probs run
         (energies, valid), (old, ref) = alongside(self.device, lambda: self.energy_matrix(batch.texts), lambda: (
-            logps(model) if need == "tokens" else None, logps(self.reference)))
+            logps(model) if need == "tokens" else None, logps(self.reference) if self.update.needs_reference else None))
         self.oracle_calls += len(batch.texts)
         round_ = Round(ids.cpu(), mask.cpu(), torch.tensor(self.expert_energy(expert, energies), dtype=torch.float32),
                        old, ref, batch.texts, int(self.global_step),
                        batch.model_logprobs.float() if need == "sequence" else None)
-        self.rounds[expert] = round_
         prefix = f"expert{expert}" if self.num_experts > 1 else "policy"
         self.log(f"{prefix}/round_energy", float(round_.energies.mean()), batch_size=1)
+        round_ = self.rounds[expert] = self.update.prepare(round_)
         self.log(f"{prefix}/round_validity", float(valid.mean()), batch_size=1)
         return round_
 

@@ -33,7 +33,7 @@ class Round:
     attention_mask: torch.Tensor  # [n, L]
     energies: torch.Tensor  # [n] float32, lower is better
     old_token_logps: torch.Tensor | None  # [n, L-1] under the expert that sampled them (None: not needed)
-    ref_token_logps: torch.Tensor  # [n, L-1] under the frozen reference
+    ref_token_logps: torch.Tensor | None  # [n, L-1] under the frozen reference (None: not needed)
     texts: list[str]
     made_at_step: int
     old_logps: torch.Tensor | None = None  # [n] per-sequence sum, where the update needs no per-token values
@@ -49,6 +49,13 @@ class Round:
     def from_state(cls, state: dict) -> "Round":
         return cls(**state)
 
+    def rows(self, index: torch.Tensor) -> "Round":
+        """The round restricted to ``index`` (a 1-D index tensor), in that order."""
+        cut = [int(i) for i in index]
+        fields = {k: (v[index.to(v.device)] if isinstance(v, torch.Tensor) else v) for k, v in self.to_state().items()}
+        fields["texts"] = [self.texts[i] for i in cut]
+        return Round.from_state(fields)
+
 
 class PolicyUpdate:
     """Maps the expert's current per-token log-probabilities on a round to a loss."""
@@ -60,6 +67,14 @@ class PolicyUpdate:
     old_logps = "tokens"
     # who draws the rounds: "policy" (the expert being trained: on-policy) or "reference"
     sample_from = "policy"
+    # whether the loss reads the reference's per-token log-probabilities (one forward pass per round)
+    needs_reference = True
+
+    def prepare(self, batch: Round) -> Round:
+        """The round as the loss will read it, made once when the round is drawn (default: all of
+        it). An update that learns from part of a round keeps only that part, so that neither the
+        forward nor the backward pass runs on rows the loss ignores."""
+        return batch
 
     def loss(self, token_logps: torch.Tensor, batch: Round) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -163,21 +178,28 @@ class SupervisedTopK(PolicyUpdate):
     earlier sample). With a ``scalarization`` (one policy) the energy is the weighted sum.
 
     Args:
-        fraction: share of each round kept as fine-tuning targets (at least one sample).
+        fraction: share of each round kept as fine-tuning targets (at least one sample); the
+            rest is dropped when the round is drawn (:meth:`prepare`), so the update's forward and
+            backward passes run on the targets only, and no reference pass is made.
     """
 
     name = "supervised"
     old_logps = None
     sample_from = "reference"
+    needs_reference = False
 
     def __init__(self, fraction: float = 0.25):
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         self.fraction = fraction
 
-    def loss(self, token_logps, batch):
-        mask = batch.token_mask.to(token_logps.dtype)
+    def prepare(self, batch: Round) -> Round:
+        """Only the targets: the ``fraction`` of the round with the lowest energy."""
         keep = max(1, round(self.fraction * len(batch.energies)))
-        best = torch.argsort(batch.energies, stable=True)[:keep].to(token_logps.device)
-        loss = nll_loss((token_logps[best] * mask[best]).sum(-1))
-        return loss, {"reward": float(-batch.energies[best.cpu()].mean()), "kept": float(keep)}
+        return batch.rows(torch.argsort(batch.energies, stable=True)[:keep])
+
+    def loss(self, token_logps, batch):
+        """NLL of every row of a prepared round (the targets)."""
+        mask = batch.token_mask.to(token_logps.dtype)
+        loss = nll_loss((token_logps * mask).sum(-1))
+        return loss, {"reward": float(-batch.energies.mean()), "kept": float(len(batch.energies))}

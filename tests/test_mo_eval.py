@@ -291,3 +291,48 @@ def test_evaluation_reports_the_share_of_samples_outside_the_reward_models_domai
     valid = np.asarray(module.oracle(seen[0]).valid, dtype=bool)
     expected = np.array(["O" in t for t in seen[0]])[valid].mean()
     assert stats["samples/outside_domain"] == pytest.approx(expected)
+
+
+def test_a_run_cut_short_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """Evaluations after the checkpoint's step are dropped and redone; the command names the
+    checkpoint; a truncated checkpoint means starting again from step 0."""
+    runs, csv = tmp_path / "runs", tmp_path / "results.csv"
+    run_dir = runs / "t" / "irs_s0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    cut = _rows("irs", 0, [0.0, 0.1, 0.15], steps=(0, 20, 40)).drop(columns="run_wall_s").assign(wall_s=[1.0, 60.0, 120.0])
+    cut.to_csv(run_dir / "evals.csv", index=False)
+    torch.save({"global_step": 30, "state_dict": {}}, run_dir / "checkpoints" / "last.ckpt")
+    calls = []
+
+    def train(cmd, **kwargs):  # what main.py would do: go on from step 30, evaluate at 40 and 100
+        calls.append(cmd)
+        seen = pd.read_csv(run_dir / "evals.csv")
+        assert seen.step.tolist() == [0, 20]  # the step-40 evaluation came after the checkpoint: redone
+        more = _rows("irs", 0, [0.2, 0.3], steps=(40, 100), kls=(0.02, 0.03)).drop(columns="run_wall_s").assign(wall_s=[5.0, 50.0])
+        pd.concat([seen, more]).to_csv(run_dir / "evals.csv", index=False)
+        return 0
+
+    monkeypatch.setattr(mo_protocol.subprocess, "call", train)
+    assert mo_protocol.run_one("t", "irs", 0, 100, runs, csv, python="python")
+    cmd = calls[0]
+    assert cmd[cmd.index("--ckpt_path") + 1] == str(run_dir / "checkpoints" / "last.ckpt")
+    recorded = pd.read_csv(csv)
+    assert recorded.step.tolist() == [0, 20, 40, 100] and (recorded.resumed_from_step == 30).all()
+    assert recorded.run_wall_s.iloc[0] >= 60.0  # the earlier attempt's time up to its kept evaluation
+    assert not (run_dir / "checkpoints").exists()  # recorded: the resume checkpoint is deleted
+
+    # a truncated checkpoint: no --ckpt_path, the partial run is kept aside and redone from step 0
+    run_dir = runs / "t" / "rs_s0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    cut.assign(method="rs").to_csv(run_dir / "evals.csv", index=False)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    calls.clear()
+    monkeypatch.setattr(mo_protocol.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 1)
+    assert not mo_protocol.run_one("t", "rs", 0, 100, runs, csv, python="python")
+    assert "--ckpt_path" not in calls[0] and (run_dir / "evals.interrupted.csv").is_file()
+    assert (run_dir / "checkpoints.interrupted" / "last.ckpt").is_file()
+    # a checkpoint from a longer run (step ≥ T) is not resumed either
+    torch.save({"global_step": 100}, tmp_path / "long.ckpt")
+    (run_dir / "checkpoints").mkdir()
+    (tmp_path / "long.ckpt").replace(run_dir / "checkpoints" / "last.ckpt")
+    assert mo_protocol.resume_point(run_dir, 100) is None and mo_protocol.resume_point(run_dir, 400)[1] == 100

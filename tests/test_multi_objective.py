@@ -238,9 +238,11 @@ def test_supervised_baseline_learns_from_the_references_best_samples_only():
                   energies=torch.tensor([3.0, -1.0, 2.0, -5.0, 0.0, 1.0, 4.0, 2.5]), old_token_logps=None,
                   ref_token_logps=torch.zeros(8, 4), texts=[str(k) for k in range(8)], made_at_step=0)
     token_logps = -torch.rand(8, 4, generator=g)
-    loss, stats = update.loss(token_logps, batch)
-    assert stats["kept"] == 2.0
-    torch.testing.assert_close(loss, -token_logps[[3, 1]].sum(-1).mean())  # energies -5 and -1
+    targets = update.prepare(batch)  # energies -5 and -1: only they are kept, in that order
+    assert targets.texts == ["3", "1"] and torch.equal(targets.input_ids, batch.input_ids[[3, 1]])
+    loss, stats = update.loss(token_logps[[3, 1]], targets)
+    assert stats["kept"] == 2.0 and stats["reward"] == 3.0
+    torch.testing.assert_close(loss, -token_logps[[3, 1]].sum(-1).mean())
     with pytest.raises(ValueError, match="fraction"):
         SupervisedTopK(fraction=0.0)
 
@@ -252,7 +254,8 @@ def test_supervised_baseline_learns_from_the_references_best_samples_only():
     round_ = module._new_round(0)
     seeded = torch.Generator().manual_seed(module._seed(0, 0, 0))
     expected = sample(module.reference, module.tokenizer, 32, 16, 1.0, None, generator=seeded)
-    assert round_.texts == expected.texts
+    assert len(round_.texts) == 8 and set(round_.texts) <= set(expected.texts)  # the best 8 of the 32
+    assert round_.ref_token_logps is None and round_.old_token_logps is None  # no pass the loss would not read
     module = _module(update=SupervisedTopK(fraction=0.25), scalarization=[1.0, 0.0, 0.0], samples_per_step=32,
                      lr=1e-2)
     before = module.evaluate([1.0], n=128, seed=9)["energy/count_C"]
