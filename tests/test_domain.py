@@ -110,3 +110,32 @@ def test_shipped_reward_qm9_domain_keeps_qm9_and_rejects_drug_like():
     # aspirin passes the similarity threshold: the heavy-atom range is what rejects it
     assert oracle.input_domain.similarity(drugs[:1])[0] >= oracle.input_domain.threshold
     assert oracle.input_domain.out_of_range(drugs[:1])[0] and oracle.input_domain.ranges["size"][1] == 9
+
+
+def test_build_command_calibrates_on_the_models_own_test_split(tmp_path, chembl_smiles, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import reward_domain
+
+    table = tmp_path / "qm9.csv"
+    pd.DataFrame({"SMILES": chembl_smiles[:200], "Polarizability_bohr3": 1.0, "HOMO_LUMO_gap_au": 0.2,
+                  "InternalEnergy_0K_au": -40.0}).to_csv(table, index=False)
+    torch.manual_seed(0)
+    model = RewardModelModule(tasks=["alpha", "gap", "u0"], encoder=FingerprintMLP(n_bits=64, hidden=[8]))
+    model.set_target_statistics(np.zeros(3), np.ones(3))
+    directory = save_reward_model(model.eval(), tmp_path / "model")
+    root = Path(__file__).resolve().parents[1]
+    reward_domain.main(["build", "--checkpoint", str(directory), "--config", str(root / "configs/reward_models/qm9_tiny.yaml"),
+                        "--data-path", str(table), "--coverage", "0.9"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    domain = InputDomain.load(directory)
+    assert domain is not None and printed["threshold"] == round(domain.threshold, 4)
+    assert 0.85 <= printed["test_inside"] <= 1.0 and len(domain.reference) <= 200
+    with pytest.raises(SystemExit, match="no domain.npz"):
+        (directory / FILE).unlink()
+        reward_domain.main(["measure", "--checkpoint", str(directory), "--policy", "molgpt-qm9", "--n", "4"])
