@@ -25,8 +25,8 @@ stream: the evaluation samples and the module's round generators are seeded by t
 of IRS vs RS and IRS vs MORLHF on the average reward — paired t-test and Wilcoxon signed-rank —,
 the same comparison at matched KL (``<csv stem>_matched_kl.csv``: the other run's reward read off its
 own reward–KL curve at IRS's final KL, same seed)
-and two figures per task in ``docs/img/``: ``mo_protocol_<task>_kl.png`` (average reward against
-KL to the reference) and ``mo_protocol_<task>_oracle.png`` (against oracle calls).
+and two figures per task in ``--img-dir``: ``<csv stem>_<task>_kl.png`` (average reward against
+KL to the reference) and ``<csv stem>_<task>_oracle.png`` (against oracle calls).
 """
 
 from __future__ import annotations
@@ -454,8 +454,8 @@ def report(csv: Path, img_dir: Path, quiet: bool = False, runs: Path | None = No
     text += matched_markdown(matched)
     csv.with_name(csv.stem + "_summary.md").write_text(text)
     for task in sorted(everything.task.unique()):
-        plot_curves(everything, task, "kl", img_dir / f"mo_protocol_{task}_kl.png")
-        plot_curves(everything, task, "oracle_calls", img_dir / f"mo_protocol_{task}_oracle.png")
+        plot_curves(everything, task, "kl", img_dir / f"{csv.stem}_{task}_kl.png")  # one study, one set of plots
+        plot_curves(everything, task, "oracle_calls", img_dir / f"{csv.stem}_{task}_oracle.png")
     if not quiet:
         print(text)
     return summary, tests

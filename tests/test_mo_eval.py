@@ -182,8 +182,8 @@ def test_report_pairs_seeds_and_tests_irs_against_each_baseline(tmp_path):
     assert vs_rs.t_p == pytest.approx(stats.ttest_rel(irs, rs).pvalue)
     assert vs_rs.wilcoxon_p == pytest.approx(0.0625)  # 5 of 5 pairs one way: the smallest two-sided p
     assert math.isnan(tests.set_index("comparison").loc["irs - morlhf"].t_p)
-    assert (tmp_path / "img" / "mo_protocol_t_kl.png").is_file()
-    assert (tmp_path / "img" / "mo_protocol_t_oracle.png").is_file()
+    assert (tmp_path / "img" / "results_t_kl.png").is_file()  # named by the CSV: one study, one set
+    assert (tmp_path / "img" / "results_t_oracle.png").is_file()
     assert "irs - rs" in (tmp_path / "results_summary.md").read_text()
 
 
