@@ -243,7 +243,8 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
 
 
 SUMMARY_COLUMNS = ["average_reward", "reward_sd", "balance_cv", "icv", "kl", "samples/validity",
-                   "samples/uniqueness", "samples/intdiv1", "oracle_calls", "expert_updates", "run_wall_s"]
+                   "samples/uniqueness", "samples/intdiv1", "samples/outside_domain", "oracle_calls", "expert_updates",
+                   "run_wall_s"]
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -261,10 +262,11 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf", "supervised"),
-                 method: str = "irs") -> pd.DataFrame:
+                 method: str = "irs", required=("rs", "morlhf")) -> pd.DataFrame:
     """IRS − other on ``column`` paired by seed (same task, same w): mean difference, paired
     t-test and Wilcoxon signed-rank p-values (two-sided; NaN with fewer than 2 pairs, or when
-    every difference is 0)."""
+    every difference is 0). A ``required`` comparison always has a row (0 pairs says it is
+    missing); an optional one (the supervised baseline) only once it has pairs."""
     from scipy import stats
 
     last = final_rows(frame)
@@ -274,7 +276,7 @@ def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("
         for other in against:
             theirs = group[group.method == other].set_index("seed")[column]
             seeds = sorted(set(mine.index) & set(theirs.index))
-            if not seeds and other == "supervised":  # an optional baseline: no row until it has run
+            if not seeds and other not in required:
                 continue
             diff = (mine.loc[seeds] - theirs.loc[seeds]).to_numpy(dtype=float)
             row = {"task": task, "w": w, "comparison": f"{method} - {other}", "metric": column, "pairs": len(seeds),
@@ -343,14 +345,16 @@ def _fmt(mean: float, se: float, digits: int = 3) -> str:
 
 def markdown(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
     objectives = sorted(c[:-3] for c in summary if c.startswith("reward/") and c.endswith(" se"))
-    head = (["task", "method", "seeds", "average reward", "reward sd", "KL", "validity", "IntDiv1", "oracle calls",
-             "min / run"] + [o.split("/")[-1] for o in objectives])
+    domain = "samples/outside_domain" in summary and summary["samples/outside_domain"].notna().any()
+    head = (["task", "method", "seeds", "average reward", "reward sd", "KL", "validity", "IntDiv1"]
+            + (["outside domain"] if domain else []) + ["oracle calls", "min / run"] + [o.split("/")[-1] for o in objectives])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
         cells = [r.task, r.method, str(r.seeds), _fmt(r.average_reward, r["average_reward se"]),
                  _fmt(r.reward_sd, r["reward_sd se"]), _fmt(r.kl, r["kl se"], 4),
                  _fmt(r["samples/validity"], r["samples/validity se"]),
                  _fmt(r.get("samples/intdiv1", np.nan), r.get("samples/intdiv1 se", np.nan)),
+                 *([_fmt(r["samples/outside_domain"], r["samples/outside_domain se"])] if domain else []),
                  f"{r.oracle_calls:,.0f}", _fmt(r.run_wall_s / 60, np.nan, 1) if "run_wall_s" in r else "–"]
         cells += [_fmt(r[o], r[f"{o} se"]) for o in objectives]
         lines.append("| " + " | ".join(cells) + " |")

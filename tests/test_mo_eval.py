@@ -336,3 +336,15 @@ def test_a_run_cut_short_resumes_from_its_last_checkpoint(tmp_path, monkeypatch)
     (run_dir / "checkpoints").mkdir()
     (tmp_path / "long.ckpt").replace(run_dir / "checkpoints" / "last.ckpt")
     assert mo_protocol.resume_point(run_dir, 100) is None and mo_protocol.resume_point(run_dir, 400)[1] == 100
+
+
+def test_summary_shows_the_share_outside_the_domain_only_where_measured(tmp_path):
+    csv = tmp_path / "results.csv"
+    mo_protocol.add_rows(csv, _rows("irs", 0, [0.0, 0.1, 0.2]))
+    summary, tests = mo_protocol.report(csv, tmp_path / "img", quiet=True)
+    assert "outside domain" not in (tmp_path / "results_summary.md").read_text()
+    assert tests.comparison.tolist() == ["irs - rs", "irs - morlhf"]  # supervised: optional, not run
+    mo_protocol.add_rows(csv, _rows("morlhf", 0, [0.0, 0.3, 0.5]).assign(**{"samples/outside_domain": [0.1, 0.2, 0.4]}))
+    summary, _ = mo_protocol.report(csv, tmp_path / "img", quiet=True)
+    assert summary.set_index("method").loc["morlhf", "samples/outside_domain"] == pytest.approx(0.4)
+    assert "outside domain" in (tmp_path / "results_summary.md").read_text()
