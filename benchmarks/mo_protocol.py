@@ -143,7 +143,7 @@ def resume_point(run_dir: Path, steps: int) -> tuple[Path, int] | None:
     except Exception as err:  # noqa: BLE001 — any unreadable file means: start again
         print(f"  {last} is not readable ({type(err).__name__}: {err}); starting again", flush=True)
         return None
-    return (last, step) if 0 < step < steps else None
+    return (last, step) if 0 < step <= steps else None  # = steps: killed in the final evaluation
 
 
 def labelled_as(rows: pd.DataFrame, task: str, method: str, evals: Path) -> bool:
@@ -169,15 +169,14 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
             return False
         rows["run_wall_s"] = rows.wall_s.max()  # from training start (the process start is not known)
         add_rows(csv, rows)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         (run_dir / "running.pid").unlink(missing_ok=True)
         print(f"{task} {method} seed {seed}: finished earlier, collected from {evals}", flush=True)
         return True
     resume = resume_point(run_dir, steps) if evals.is_file() else None
-    earlier_wall = 0.0
     if resume is not None:  # cut short after a checkpoint: go on from it, redo the evaluations after it
         rows = pd.read_csv(evals, dtype={"w": str})
         kept = rows[rows.step <= resume[1]]
-        earlier_wall = float(kept.wall_s.max()) if "wall_s" in kept and len(kept) else 0.0
         tmp = evals.with_name(evals.name + ".tmp")
         kept.to_csv(tmp, index=False)
         tmp.replace(evals)
@@ -195,10 +194,16 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
     with (run_dir / "train.log").open("a" if resume else "w") as log:
         rc = subprocess.call(command(task, method, seed, steps, run_dir, python, resume[0] if resume else None),
                              stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    wall = time.monotonic() - started + earlier_wall  # earlier attempt: to its last kept evaluation
+    wall = time.monotonic() - started
     if rc != 0 or not evals.is_file():
         tail = (run_dir / "train.log").read_text(errors="replace").splitlines()[-15:]
         print(f"  failed (exit {rc}) after {wall:.0f} s; last lines of the log:\n    " + "\n    ".join(tail), flush=True)
+        if resume is not None:  # never retry the same resume forever: the next attempt starts from step 0
+            for name in ("checkpoints", "evals.csv"):
+                shutil.rmtree(run_dir / f"{name}.failed-resume", ignore_errors=True)
+                if (run_dir / name).exists():
+                    (run_dir / name).replace(run_dir / f"{name}.failed-resume")
+            print(f"  the resumed attempt failed: {run_dir}/checkpoints and evals.csv moved to *.failed-resume", flush=True)
         return False
     rows = pd.read_csv(evals, dtype={"w": str})
     if not (rows.step == steps).any():
@@ -206,7 +211,9 @@ def run_one(task: str, method: str, seed: int, steps: int, runs: Path, csv: Path
         return False
     if not labelled_as(rows, task, method, evals):
         return False
-    rows["run_wall_s"] = round(wall, 1)
+    # a resumed run: training seconds carried through its checkpoints (PolicyEvaluation's wall_s;
+    # the time between the last checkpoint and the kill is lost), else this process's wall time
+    rows["run_wall_s"] = round(float(rows.wall_s.max()) if resume else wall, 1)
     rows["resumed_from_step"] = resume[1] if resume else 0
     add_rows(csv, rows)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only for resuming; ~100–200 MB a run

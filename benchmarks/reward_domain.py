@@ -63,12 +63,14 @@ def measure(args) -> dict:
     model = Pretrained(args.policy).build(tokenizer).eval()
     texts = sample(model, tokenizer, args.n, args.max_new_tokens, 1.0, None,
                    generator=torch.Generator().manual_seed(args.seed)).texts
-    valid = oracle(texts).valid.numpy()
+    share = domain.outside_share(texts)  # as the evaluation counts it: over the readable samples
+    valid = np.isfinite(share)
     scored = [t for t, v in zip(texts, valid) if v]
     low = domain.similarity(scored) < domain.threshold
     out_of_range = domain.out_of_range(scored)
+    assert np.array_equal(low | out_of_range, share[valid] == 1.0)
     sizes = collections.Counter(d[0] for d, r in zip(descriptors(scored, domain.kind), out_of_range) if d and r)
-    return {"policy": args.policy, "samples": args.n, "valid": round(float(valid.mean()), 4),
+    return {"policy": args.policy, "samples": args.n, "readable": round(float(valid.mean()), 4),
             "outside": round(float((low | out_of_range).mean()), 4), "below_similarity": round(float(low.mean()), 4),
             "out_of_range": round(float(out_of_range.mean()), 4), "out_of_range_sizes": dict(sizes.most_common(5))}
 

@@ -77,12 +77,20 @@ class PolicyEvaluation(L.Callback):
         self.rows: list[dict] = []
         self._last_step: int | None = None
         self._started = time.monotonic()
+        self._elapsed_at_restore = 0.0  # training seconds before the checkpoint a run resumed from
 
     def file(self, trainer) -> Path:
         return Path(self.path or Path(trainer.default_root_dir) / "evals.csv")
 
+    def state_dict(self) -> dict:
+        """The training time so far, so that ``wall_s`` goes on from it after a resume."""
+        return {"elapsed_s": time.monotonic() - self._started}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._elapsed_at_restore = float(state.get("elapsed_s", 0.0))
+
     def on_train_start(self, trainer, pl_module) -> None:
-        self._started = time.monotonic()
+        self._started = time.monotonic() - self._elapsed_at_restore
         if self.at_start and trainer.global_step == 0:
             self.evaluate(trainer, pl_module)
 

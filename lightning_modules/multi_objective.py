@@ -284,8 +284,9 @@ class MultiObjectiveModule(L.LightningModule):
         ``raw/<objective>`` (the oracle's raw property over the valid samples, where it reports
         one), ``average_reward`` and the balance across objectives (``balance_cv``, ``icv``,
         ``reward_sd``; :func:`lightning_modules.pareto.balance`), IntDiv1 for SMILES, the share of
-        scored samples outside the reward model's input domain (``samples/outside_domain``, when
-        the oracle has one: ``oracles.domain``), and
+        the samples the reward model can read (parsable; whatever the oracle's penalties) that lie
+        outside its input domain (``samples/outside_domain``, when the oracle has one:
+        ``oracles.domain``), and
         ``kl`` = mean over the samples of log π(y) − log π_ref(y), an unbiased estimate of
         KL(π‖π_ref) for the policy as sampled (temperature 1, no top-k/top-p; otherwise the
         estimate is for the unmodified model's log-probabilities on the truncated samples).
@@ -314,9 +315,8 @@ class MultiObjectiveModule(L.LightningModule):
         stats.update(balance([stats[f"reward/{name}"] for name in self.names]))
         outside = getattr(self.oracle, "outside_domain", None)
         outside = outside(batch.texts) if callable(outside) else None
-        if outside is not None:  # the reward model's input domain (oracles.domain), over the scored samples
-            scored = np.asarray(scores.valid, dtype=bool)
-            stats["samples/outside_domain"] = float(outside[scored].mean()) if scored.any() else float("nan")
+        if outside is not None:  # the reward model's input domain (oracles.domain): share of the readable samples
+            stats["samples/outside_domain"] = float(np.nanmean(outside)) if np.isfinite(outside).any() else float("nan")
         ref = scoring_logprob(self.reference, batch.input_ids, batch.attention_mask)
         stats["kl"] = float((batch.model_logprobs.double() - ref.double()).mean())
         stats["n_samples"] = float(len(batch.texts))

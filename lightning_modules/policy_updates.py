@@ -37,6 +37,7 @@ class Round:
     texts: list[str]
     made_at_step: int
     old_logps: torch.Tensor | None = None  # [n] per-sequence sum, where the update needs no per-token values
+    prepared: bool = False  # PolicyUpdate.prepare has cut it to what the loss reads
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -50,7 +51,11 @@ class Round:
         return cls(**state)
 
     def rows(self, index: torch.Tensor) -> "Round":
-        """The round restricted to ``index`` (a 1-D index tensor), in that order."""
+        """The round restricted to ``index`` (1-D integer positions, in that order, or a bool mask)."""
+        if index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        if index.dtype not in (torch.int64, torch.int32) or index.dim() != 1:
+            raise TypeError(f"Round.rows takes 1-D integer positions or a bool mask, got {index.dtype} {tuple(index.shape)}")
         cut = [int(i) for i in index]
         fields = {k: (v[index.to(v.device)] if isinstance(v, torch.Tensor) else v) for k, v in self.to_state().items()}
         fields["texts"] = [self.texts[i] for i in cut]
@@ -194,12 +199,18 @@ class SupervisedTopK(PolicyUpdate):
         self.fraction = fraction
 
     def prepare(self, batch: Round) -> Round:
-        """Only the targets: the ``fraction`` of the round with the lowest energy."""
+        """Only the targets: the ``fraction`` of the round with the lowest energy (once)."""
+        if batch.prepared:
+            return batch
         keep = max(1, round(self.fraction * len(batch.energies)))
-        return batch.rows(torch.argsort(batch.energies, stable=True)[:keep])
+        targets = batch.rows(torch.argsort(batch.energies, stable=True)[:keep])
+        targets.prepared = True
+        return targets
 
     def loss(self, token_logps, batch):
         """NLL of every row of a prepared round (the targets)."""
+        if not batch.prepared:  # e.g. a round restored from a checkpoint of older code: all of it
+            raise ValueError("SupervisedTopK.loss needs a round cut to its targets by prepare(); this one is whole")
         mask = batch.token_mask.to(token_logps.dtype)
         loss = nll_loss((token_logps * mask).sum(-1))
         return loss, {"reward": float(-batch.energies.mean()), "kept": float(len(batch.energies))}

@@ -27,6 +27,7 @@ under ``checkpoints/reward-*``; Lightning ``.ckpt`` files load too.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -49,6 +50,8 @@ from torchmetrics.regression import (
 from lightning_modules.causal_lm import warmup_cosine
 from networks.encoders import (COUNTED_ELEMENTS, DNAConvNet, Encoder, FingerprintMLP,  # noqa: F401 (also importable from here)
                                PooledLM, one_hot_dna)
+
+log = logging.getLogger(__name__)
 
 # Spearman keeps every prediction of the epoch on purpose (held-out sets are small); say it once, not per metric.
 warnings.filterwarnings("ignore", message=".*will save all targets and predictions.*")
@@ -199,6 +202,11 @@ class RewardModelModule(L.LightningModule):
         gradient descent needs thousands of steps to get there; the network then learns only
         the residual. Done once, on a fresh model (not when resuming)."""
         enc, hp = self.encoder, self.hparams
+        if self.global_step == 0 and getattr(enc, "linear_composition", False) and getattr(enc, "heavy_atoms", False):
+            log.warning("FingerprintMLP(linear_composition=true, heavy_atoms=true): the heavy-atom count is the sum of "
+                        "the element counts, so the head can grow opposite weights on it and on the elements whose "
+                        "float32 cancellation makes predictions depend on the batch (reward-qm9 had ±1.1e5); set "
+                        "heavy_atoms: false")
         datamodule = getattr(self.trainer, "datamodule", None)
         if (hp.task != "regression" or not getattr(enc, "linear_composition", False) or self.global_step > 0
                 or datamodule is None or "train" not in getattr(datamodule, "data", {})

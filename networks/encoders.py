@@ -67,10 +67,11 @@ class FingerprintMLP(Encoder):
             the MLP only has to learn the rest — U0 is ≈ a sum of per-atom energies, which an
             MLP through ReLUs fits only to a few Hartree.
         heavy_atoms: include the heavy-atom count among the composition counts. It is the sum of
-            the element counts (all but H, plus "other") for every molecule, so with
-            ``linear_composition`` a head can put any weight on it and the opposite on each
-            element: the first reward-qm9 did (±1.1e5), and its float32 predictions then moved
-            by up to 0.03 σ with the batch they were computed in. False for new models; True
+            the element counts (all but H, plus "other") for every molecule without dummy atoms,
+            so with ``linear_composition`` a head can put any weight on it and the opposite on
+            each element: the first reward-qm9 did (±1.1e5), and its float32 predictions then
+            moved by up to 0.19 σ with the batch they were computed in. Set it false for new
+            models (``RewardModelModule`` warns when a fresh fit has both); the default, true,
             reads checkpoints made before the option existed.
         cache_size: featurised molecules kept in memory (distinct SMILES strings).
     """

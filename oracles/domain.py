@@ -29,22 +29,21 @@ import numpy as np
 
 FILE = "domain.npz"
 KINDS = ("smiles", "dna")
+WIDTH = {"smiles": 2048 // 8, "dna": 4 ** 6 // 8}  # packed fingerprint bytes per input
+_DNA = frozenset("ACGT")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
 
 def fingerprints(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Packed bit fingerprints [n, bytes] (uint8) and a validity mask [n] (invalid rows are zeros)."""
     if kind == "smiles":
-        from rdkit import Chem, RDLogger
         from rdkit.Chem import rdFingerprintGenerator
 
-        RDLogger.DisableLog("rdApp.*")
         generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
         bits = np.zeros((len(sequences), 2048), dtype=bool)
         valid = np.zeros(len(sequences), dtype=bool)
-        for i, s in enumerate(sequences):
-            mol = Chem.MolFromSmiles(s) if isinstance(s, str) and s else None
-            if mol is not None and mol.GetNumAtoms():
+        for i, mol in enumerate(_molecules(sequences)):
+            if mol is not None:
                 bits[i] = generator.GetFingerprintAsNumPy(mol).astype(bool)
                 valid[i] = True
         return np.packbits(bits, axis=1), valid
@@ -53,7 +52,7 @@ def fingerprints(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarra
         bits = np.zeros((len(sequences), 4 ** k), dtype=bool)
         valid = np.zeros(len(sequences), dtype=bool)
         for i, s in enumerate(sequences):
-            if not isinstance(s, str) or len(s) < k or any(c not in code for c in s.upper()):
+            if not _readable_dna(s, k):
                 continue
             digits = np.array([code[c] for c in s.upper()], dtype=np.int64)
             index = np.zeros(len(s) - k + 1, dtype=np.int64)
@@ -65,19 +64,26 @@ def fingerprints(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarra
     raise ValueError(f"domain kind must be one of {KINDS}, got {kind!r}")
 
 
+def _molecules(sequences: list[str]) -> list:
+    """RDKit molecules (None where unparsable or empty), RDKit's parse errors kept quiet here only."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        mols = [Chem.MolFromSmiles(s) if isinstance(s, str) and s else None for s in sequences]
+    return [m if m is not None and m.GetNumAtoms() else None for m in mols]
+
+
+def _readable_dna(s, k: int = 6) -> bool:
+    return isinstance(s, str) and len(s) >= k and set(s.upper()) <= _DNA
+
+
 def descriptors(sequences: list[str], kind: str) -> list[tuple[int, frozenset] | None]:
     """Per input: (size, elements) — heavy atoms and element symbols for SMILES, (length, {}) for
     DNA; None where it cannot be read."""
-    out: list[tuple[int, frozenset] | None] = []
     if kind == "smiles":
-        from rdkit import Chem
-
-        for s in sequences:
-            mol = Chem.MolFromSmiles(s) if isinstance(s, str) and s else None
-            out.append(None if mol is None or not mol.GetNumAtoms() else
-                       (mol.GetNumHeavyAtoms(), frozenset(a.GetSymbol() for a in mol.GetAtoms())))
-        return out
-    return [(len(s), frozenset()) if isinstance(s, str) and s else None for s in sequences]
+        return [None if mol is None else (mol.GetNumHeavyAtoms(), frozenset(a.GetSymbol() for a in mol.GetAtoms()))
+                for mol in _molecules(sequences)]
+    return [(len(s), frozenset()) if _readable_dna(s) else None for s in sequences]
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -86,8 +92,13 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return _POPCOUNT[x].sum(-1, dtype=np.int64)
 
 
-def nearest_similarity(queries: np.ndarray, reference: np.ndarray, chunk: int = 32) -> np.ndarray:
-    """Tanimoto similarity [n] of each packed query row to its most similar reference row."""
+def nearest_similarity(queries: np.ndarray, reference: np.ndarray, chunk: int | None = None,
+                       budget_bytes: int = 64 << 20) -> np.ndarray:
+    """Tanimoto similarity [n] of each packed query row to its most similar reference row; queries
+    go ``chunk`` at a time (default: as many as keep the [chunk, m, bytes] AND under ``budget_bytes``)."""
+    if queries.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"fingerprints of {queries.shape[1]} bytes against a reference of {reference.shape[1]}")
+    chunk = chunk or max(1, budget_bytes // max(1, reference.size))
     ref_bits = _popcount(reference)
     out = np.zeros(len(queries))
     for start in range(0, len(queries), chunk):
@@ -116,10 +127,13 @@ class InputDomain:
         if kind not in KINDS:
             raise ValueError(f"domain kind must be one of {KINDS}, got {kind!r}")
         reference = np.ascontiguousarray(reference, dtype=np.uint8)
-        if reference.ndim != 2 or not len(reference):
-            raise ValueError(f"the reference fingerprints must be a non-empty [m, bytes] array, got {reference.shape}")
+        if reference.ndim != 2 or not len(reference) or reference.shape[1] != WIDTH[kind]:
+            raise ValueError(f"the reference fingerprints must be a non-empty [m, {WIDTH[kind]}] array for {kind}, "
+                             f"got {reference.shape}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a similarity in [0, 1], got {threshold}")
+        if ranges is not None and (len(ranges.get("size", ())) != 2 or not isinstance(ranges.get("elements", []), list)):
+            raise ValueError(f"ranges must be {{'size': [lo, hi], 'elements': [...]}}, got {ranges}")
         self.reference, self.kind, self.threshold, self.coverage = reference, kind, float(threshold), float(coverage)
         self.ranges = None if ranges is None else {"size": [int(v) for v in ranges["size"]],
                                                      "elements": sorted(ranges.get("elements", []))}
@@ -162,11 +176,17 @@ class InputDomain:
         return np.array([d is not None and (not lo <= d[0] <= hi or not d[1] <= elements)
                          for d in descriptors(list(sequences), self.kind)], dtype=bool)
 
-    def outside(self, sequences: list[str]) -> np.ndarray:
-        """[n] bool: a readable input below the similarity threshold or out of the training ranges
-        (inputs that cannot be read are the oracle's invalid ones, not counted here)."""
+    def outside_share(self, sequences: list[str]) -> np.ndarray:
+        """[n] float: 1.0 for a readable input below the similarity threshold or out of the
+        training ranges, 0.0 for one inside, NaN for one that cannot be read (an unparsable SMILES,
+        non-ACGT DNA): those are the oracle's invalid inputs, neither inside nor outside."""
         sim = self.similarity(sequences)
-        return (np.nan_to_num(sim, nan=1.0) < self.threshold) | self.out_of_range(sequences)
+        outside = (sim < self.threshold) | self.out_of_range(sequences)
+        return np.where(np.isnan(sim), np.nan, outside.astype(float))
+
+    def outside(self, sequences: list[str]) -> np.ndarray:
+        """[n] bool: readable and outside (see :meth:`outside_share`); unreadable inputs are False."""
+        return self.outside_share(sequences) == 1.0
 
     def save(self, directory: str | Path) -> Path:
         from networks.files import honour_umask

@@ -124,10 +124,12 @@ class LearnedOracle(Oracle):
                              "benchmarks/reward_domain.py (or use domain_check: report)")
 
     def outside_domain(self, sequences: Sequence[str]) -> np.ndarray | None:
-        """[n] bool, inputs outside the model's input domain (None when the model has none)."""
+        """[n] float: 1.0 outside the model's input domain, 0.0 inside, NaN for an input the domain
+        cannot read (unparsable); None when the model has no domain. Independent of the oracle's
+        penalties, so that shares compare across oracle settings."""
         if self.input_domain is None:
             return None
-        return self.input_domain.outside([s if isinstance(s, str) else "" for s in sequences])
+        return self.input_domain.outside_share([s if isinstance(s, str) else "" for s in sequences])
 
     @property
     def names(self) -> list[str]:
@@ -218,7 +220,7 @@ class LearnedOracle(Oracle):
         if self.out_of_domain == "penalty":
             valid &= ~self.far_from_training(values).any(1)
         if self.domain_check == "penalty" and valid.any():
-            valid &= ~self.outside_domain(strings)
+            valid &= ~self.input_domain.outside(strings)
         energies = np.where(valid[:, None], energies, self.penalty)
         values = np.where(valid[:, None], values, np.nan)
         canonical = [self._canonical(s) if self._canonical and ok else (s if ok else None)

@@ -49,8 +49,13 @@ def test_dna_domain_reads_6mers():
     domain = InputDomain.build(seqs[:30], seqs[30:], "dna", coverage=1.0)
     sims = domain.similarity([seqs[0], seqs[0][:59] + "A", "A" * 60, "ACGN" * 15])
     assert sims[0] == 1.0 and sims[1] > 0.9 and sims[2] < 0.05 and np.isnan(sims[3])
+    assert not domain.out_of_range(["ACGN" * 15]).any()  # unreadable: not judged by its length
     with pytest.raises(ValueError, match="kind"):
         fingerprints(["ACGT"], "protein")
+    with pytest.raises(ValueError, match=r"\[m, 512\]"):
+        InputDomain(np.zeros((3, 256), np.uint8), "dna", 0.5)
+    with pytest.raises(ValueError, match="ranges"):
+        InputDomain(domain.reference, "dna", 0.5, ranges={"elements": []})
 
 
 def test_save_load_honours_umask_and_corrupt_files_are_named(tmp_path, chembl_smiles):
@@ -85,7 +90,8 @@ def test_learned_oracle_reports_or_penalises_inputs_outside(model_dir, chembl_sm
     report = LearnedOracle(str(model_dir))
     off = LearnedOracle(str(model_dir), domain_check="off")
     penalty = LearnedOracle(str(model_dir), domain_check="penalty", penalty=7.0)
-    assert report.outside_domain(batch).tolist() == [False] * 4 + [True] * 3 and off.outside_domain(batch) is None
+    assert report.outside_domain(batch).tolist() == [0.0] * 4 + [1.0] * 3 and off.outside_domain(batch) is None
+    assert np.isnan(report.outside_domain(["not a smiles", ""])).all()  # unreadable: neither inside nor outside
     plain, penalised = report(batch), penalty(batch)
     assert torch.equal(plain.energies, off(batch).energies) and plain.valid.all()
     assert penalised.valid.tolist() == [True] * 4 + [False] * 3
@@ -106,7 +112,7 @@ def test_shipped_reward_qm9_domain_keeps_qm9_and_rejects_drug_like():
     drugs = ["CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
              "COc1ccc2[nH]cc(CCNC(C)=O)c2c1"]
     outside = oracle.outside_domain(qm9 + drugs)
-    assert not outside[:5].any() and outside[5:].all()
+    assert (outside[:5] == 0.0).all() and (outside[5:] == 1.0).all()
     # aspirin passes the similarity threshold: the heavy-atom range is what rejects it
     assert oracle.input_domain.similarity(drugs[:1])[0] >= oracle.input_domain.threshold
     assert oracle.input_domain.out_of_range(drugs[:1])[0] and oracle.input_domain.ranges["size"][1] == 9

@@ -276,21 +276,20 @@ def test_the_supervised_baseline_labels_itself():
 
 
 def test_evaluation_reports_the_share_of_samples_outside_the_reward_models_domain():
-    """``samples/outside_domain`` = share of the oracle-valid samples that the oracle's
-    ``outside_domain`` flags; absent when the oracle has no domain."""
+    """``samples/outside_domain`` = share outside among the samples the domain can read (the
+    oracle's ``outside_domain`` gives NaN for the others); absent when the oracle has no domain."""
     module = _module()
     assert "samples/outside_domain" not in module.evaluate(n=16, seed=1, detailed=True)
     seen: list[list[str]] = []
 
-    def outside(texts):
-        seen.append(list(texts))
-        return np.array(["O" in t for t in texts])
+    def judge(texts):  # "readable" = has a C; "outside" = also has an O
+        return np.array([float("O" in t) if "C" in t else np.nan for t in texts])
 
-    module.oracle.outside_domain = outside
+    module.oracle.outside_domain = lambda texts: seen.append(list(texts)) or judge(texts)
     stats = module.evaluate(n=16, seed=1, detailed=True)
-    valid = np.asarray(module.oracle(seen[0]).valid, dtype=bool)
-    expected = np.array(["O" in t for t in seen[0]])[valid].mean()
-    assert stats["samples/outside_domain"] == pytest.approx(expected)
+    verdict = judge(seen[0])
+    assert np.isnan(verdict).any() and np.isfinite(verdict).any()  # the case is not trivial
+    assert stats["samples/outside_domain"] == pytest.approx(np.nanmean(verdict))
 
 
 def test_a_run_cut_short_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
@@ -308,7 +307,8 @@ def test_a_run_cut_short_resumes_from_its_last_checkpoint(tmp_path, monkeypatch)
         calls.append(cmd)
         seen = pd.read_csv(run_dir / "evals.csv")
         assert seen.step.tolist() == [0, 20]  # the step-40 evaluation came after the checkpoint: redone
-        more = _rows("irs", 0, [0.2, 0.3], steps=(40, 100), kls=(0.02, 0.03)).drop(columns="run_wall_s").assign(wall_s=[5.0, 50.0])
+        # PolicyEvaluation carries its clock through the checkpoint: wall_s goes on from ~90 s
+        more = _rows("irs", 0, [0.2, 0.3], steps=(40, 100), kls=(0.02, 0.03)).drop(columns="run_wall_s").assign(wall_s=[130.0, 300.0])
         pd.concat([seen, more]).to_csv(run_dir / "evals.csv", index=False)
         return 0
 
@@ -318,8 +318,20 @@ def test_a_run_cut_short_resumes_from_its_last_checkpoint(tmp_path, monkeypatch)
     assert cmd[cmd.index("--ckpt_path") + 1] == str(run_dir / "checkpoints" / "last.ckpt")
     recorded = pd.read_csv(csv)
     assert recorded.step.tolist() == [0, 20, 40, 100] and (recorded.resumed_from_step == 30).all()
-    assert recorded.run_wall_s.iloc[0] >= 60.0  # the earlier attempt's time up to its kept evaluation
+    assert (recorded.run_wall_s == 300.0).all()  # training seconds across both attempts
     assert not (run_dir / "checkpoints").exists()  # recorded: the resume checkpoint is deleted
+
+    # a resume that fails (here: exit 1) is not tried again: the next attempt starts from step 0
+    run_dir = runs / "t" / "morlhf_s0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    cut.assign(method="morlhf").to_csv(run_dir / "evals.csv", index=False)
+    torch.save({"global_step": 30}, run_dir / "checkpoints" / "last.ckpt")
+    monkeypatch.setattr(mo_protocol.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 1)
+    assert not mo_protocol.run_one("t", "morlhf", 0, 100, runs, csv, python="python")
+    assert "--ckpt_path" in calls[-1] and mo_protocol.resume_point(run_dir, 100) is None
+    assert (run_dir / "checkpoints.failed-resume" / "last.ckpt").is_file() and (run_dir / "evals.csv.failed-resume").is_file()
+    assert not mo_protocol.run_one("t", "morlhf", 0, 100, runs, csv, python="python")
+    assert "--ckpt_path" not in calls[-1]
 
     # a truncated checkpoint: no --ckpt_path, the partial run is kept aside and redone from step 0
     run_dir = runs / "t" / "rs_s0"
@@ -335,7 +347,29 @@ def test_a_run_cut_short_resumes_from_its_last_checkpoint(tmp_path, monkeypatch)
     torch.save({"global_step": 100}, tmp_path / "long.ckpt")
     (run_dir / "checkpoints").mkdir()
     (tmp_path / "long.ckpt").replace(run_dir / "checkpoints" / "last.ckpt")
-    assert mo_protocol.resume_point(run_dir, 100) is None and mo_protocol.resume_point(run_dir, 400)[1] == 100
+    assert mo_protocol.resume_point(run_dir, 50) is None and mo_protocol.resume_point(run_dir, 100)[1] == 100
+
+
+def test_evaluation_clock_goes_on_through_a_checkpoint():
+    import time
+
+    first = PolicyEvaluation()
+    first._started = time.monotonic() - 90.0  # 90 s of training so far
+    resumed = PolicyEvaluation()
+    resumed.load_state_dict(first.state_dict())
+    trainer = type("T", (), {"global_step": 30})()
+    resumed.on_train_start(trainer, None)
+    assert 90.0 <= time.monotonic() - resumed._started < 95.0
+
+
+def test_protocol_configs_save_a_checkpoint_to_resume_from():
+    import yaml
+
+    for task in mo_protocol.TASKS:
+        config = yaml.safe_load((ROOT / "configs" / "multi_objective" / f"{task}.yaml").read_text())
+        assert config["trainer"]["enable_checkpointing"] is True
+        saving = [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+        assert saving and saving[0]["save_last"] and 0 < saving[0]["every_n_train_steps"] <= 20
 
 
 def test_summary_shows_the_share_outside_the_domain_only_where_measured(tmp_path):

@@ -240,6 +240,13 @@ def test_supervised_baseline_learns_from_the_references_best_samples_only():
     token_logps = -torch.rand(8, 4, generator=g)
     targets = update.prepare(batch)  # energies -5 and -1: only they are kept, in that order
     assert targets.texts == ["3", "1"] and torch.equal(targets.input_ids, batch.input_ids[[3, 1]])
+    assert update.prepare(targets) is targets  # once: never the best quarter of the best quarter
+    with pytest.raises(ValueError, match="prepare"):
+        update.loss(token_logps, batch)
+    masked = batch.rows(batch.energies < 0)
+    assert masked.texts == ["1", "3"] and masked.energies.tolist() == [-1.0, -5.0]
+    with pytest.raises(TypeError, match="integer positions"):
+        batch.rows(torch.tensor([0.0, 1.0]))
     loss, stats = update.loss(token_logps[[3, 1]], targets)
     assert stats["kept"] == 2.0 and stats["reward"] == 3.0
     torch.testing.assert_close(loss, -token_logps[[3, 1]].sum(-1).mean())
@@ -254,7 +261,9 @@ def test_supervised_baseline_learns_from_the_references_best_samples_only():
     round_ = module._new_round(0)
     seeded = torch.Generator().manual_seed(module._seed(0, 0, 0))
     expected = sample(module.reference, module.tokenizer, 32, 16, 1.0, None, generator=seeded)
-    assert len(round_.texts) == 8 and set(round_.texts) <= set(expected.texts)  # the best 8 of the 32
+    energies = module.expert_energy(0, module.energy_matrix(expected.texts)[0])
+    best = [expected.texts[i] for i in np.argsort(energies.astype(np.float32), kind="stable")[:8]]
+    assert round_.texts == best  # the 8 lowest-energy of the reference's 32
     assert round_.ref_token_logps is None and round_.old_token_logps is None  # no pass the loss would not read
     module = _module(update=SupervisedTopK(fraction=0.25), scalarization=[1.0, 0.0, 0.0], samples_per_step=32,
                      lr=1e-2)
