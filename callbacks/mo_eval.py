@@ -29,14 +29,24 @@ import lightning as L
 from callbacks.merging import WeightMergingCallback
 
 
+#: the protocol's update rule: runs with another one carry its name in their label (``irs_era``)
+PROTOCOL_UPDATE = "ppo"
+
+
 def method_of(trainer, pl_module) -> str:
     """``irs`` with a merging callback, ``supervised`` for an update that learns from the
-    reference's samples (``SupervisedTopK``), ``morlhf`` for a scalarised policy, ``rs`` otherwise."""
-    if any(isinstance(c, WeightMergingCallback) for c in trainer.callbacks):
-        return "irs"
-    if getattr(getattr(pl_module, "update", None), "sample_from", "policy") == "reference":
+    reference's samples (``SupervisedTopK``), ``morlhf`` for a scalarised policy, ``rs`` otherwise;
+    with an update rule other than the protocol's PPO, ``_<its name>`` is appended (``irs_era``,
+    ``morlhf_rloo``), so that two update rules of one method never share rows."""
+    update = getattr(pl_module, "update", None)
+    if getattr(update, "sample_from", "policy") == "reference":
         return "supervised"
-    return "morlhf" if pl_module.hparams.scalarization is not None else "rs"
+    if any(isinstance(c, WeightMergingCallback) for c in trainer.callbacks):
+        base = "irs"
+    else:
+        base = "morlhf" if pl_module.hparams.scalarization is not None else "rs"
+    name = getattr(update, "name", PROTOCOL_UPDATE)
+    return base if name == PROTOCOL_UPDATE else f"{base}_{name}"
 
 
 def evaluated_weights(trainer, pl_module) -> tuple[list[float], list[float]]:

@@ -273,6 +273,13 @@ def test_the_supervised_baseline_labels_itself():
     module = lambda update: SimpleNamespace(update=update, hparams=SimpleNamespace(scalarization=[1.0, 1.0]))  # noqa: E731
     assert method_of(trainer, module(SupervisedTopK())) == "supervised"
     assert method_of(trainer, module(PPO())) == "morlhf"
+    from callbacks import WeightMergingCallback
+    from lightning_modules.policy_updates import RLOO, ERAUpdate
+
+    assert method_of(trainer, module(RLOO())) == "morlhf_rloo"  # another update rule: its own rows
+    merging = SimpleNamespace(callbacks=[WeightMergingCallback(every_n_steps=4)])
+    assert method_of(merging, module(ERAUpdate(beta=10.0, gamma=9.0))) == "irs_era"
+    assert method_of(merging, module(PPO())) == "irs"
 
 
 def test_evaluation_reports_the_share_of_samples_outside_the_reward_models_domain():
@@ -382,3 +389,20 @@ def test_summary_shows_the_share_outside_the_domain_only_where_measured(tmp_path
     summary, _ = mo_protocol.report(csv, tmp_path / "img", quiet=True)
     assert summary.set_index("method").loc["morlhf", "samples/outside_domain"] == pytest.approx(0.4)
     assert "outside domain" in (tmp_path / "results_summary.md").read_text()
+
+
+def test_irs_era_composes_irs_with_the_era_update_and_its_task_beta(tmp_path):
+    """The runner's irs_era: the IRS override then the ERA one, β of the task; the composed config
+    builds the ERA update and the merging callback."""
+    from main import cli_main
+
+    cmd = mo_protocol.command("dna_3cell", "irs_era", 1, 100, tmp_path, "python")
+    configs = [Path(cmd[k + 1]).name for k, a in enumerate(cmd) if a == "--config"]
+    assert configs == ["dna_3cell.yaml", "irs.yaml", "era.yaml"]
+    assert cmd[cmd.index("--model.init_args.update.init_args.beta") + 1] == "200.0"
+    assert "--model.init_args.update.init_args.beta" not in mo_protocol.command("qm9_tri", "irs", 0, 100, tmp_path, "python")
+    cli = cli_main([*cmd[3:cmd.index("--seed_everything")], "--trainer.max_steps", "0",
+                    "--trainer.default_root_dir", str(tmp_path)], run=False)
+    update = cli.model.update
+    assert type(update).__name__ == "ERAUpdate" and update.beta == 200.0 and update.gamma == 9.0
+    assert any(type(c).__name__ == "WeightMergingCallback" for c in cli.trainer.callbacks)
