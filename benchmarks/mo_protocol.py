@@ -50,7 +50,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-TASKS = ("qm9_tri", "dna_3cell")
+#: each task's configs under configs/multi_objective, in order (a base, then its variant's override)
+TASK_CONFIGS = {"qm9_tri": ["qm9_tri.yaml"], "dna_3cell": ["dna_3cell.yaml"],
+                "qm9_tri_in_domain": ["qm9_tri.yaml", "in_domain.yaml"]}
+TASKS = tuple(TASK_CONFIGS)
 #: each method's overrides of configs/multi_objective/<task>.yaml, in order
 METHOD_CONFIGS = {"irs": ["irs.yaml"], "rs": ["rs.yaml"], "morlhf": ["morlhf.yaml"], "supervised": ["supervised.yaml"],
                   "irs_era": ["irs.yaml", "era.yaml"]}
@@ -131,8 +134,10 @@ def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python
             ckpt: Path | None = None) -> list[str]:
     configs = ROOT / "configs" / "multi_objective"
     overrides = [a for name in METHOD_CONFIGS[method] for a in ("--config", str(configs / name))]
-    era = ["--model.init_args.update.init_args.beta", str(ERA_BETA[task])] if method.endswith("_era") else []
-    return [python, str(ROOT / "main.py"), "fit", "--config", str(configs / f"{task}.yaml"), *overrides, *era,
+    files = TASK_CONFIGS.get(task, [f"{task}.yaml"])
+    base = [a for name in files for a in ("--config", str(configs / name))]
+    era = ["--model.init_args.update.init_args.beta", str(ERA_BETA[files[0][:-5]])] if method.endswith("_era") else []
+    return [python, str(ROOT / "main.py"), "fit", *base, *overrides, *era,
             "--seed_everything", str(seed), "--model.init_args.seed", str(seed), "--trainer.max_steps", str(steps),
             "--trainer.default_root_dir", str(run_dir), *(["--ckpt_path", str(ckpt)] if ckpt else [])]
 

@@ -372,11 +372,15 @@ def test_evaluation_clock_goes_on_through_a_checkpoint():
 def test_protocol_configs_save_a_checkpoint_to_resume_from():
     import yaml
 
-    for task in mo_protocol.TASKS:
-        config = yaml.safe_load((ROOT / "configs" / "multi_objective" / f"{task}.yaml").read_text())
-        assert config["trainer"]["enable_checkpointing"] is True
-        saving = [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
-        assert saving and saving[0]["save_last"] and 0 < saving[0]["every_n_train_steps"] <= 20
+    for files in mo_protocol.TASK_CONFIGS.values():
+        base = yaml.safe_load((ROOT / "configs" / "multi_objective" / files[0]).read_text())
+        assert base["trainer"]["enable_checkpointing"] is True
+        for name in files:  # an override that replaces the callbacks keeps the checkpoint
+            callbacks = yaml.safe_load((ROOT / "configs" / "multi_objective" / name).read_text())["trainer"].get("callbacks")
+            if callbacks is None:
+                continue
+            saving = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+            assert saving and saving[0]["save_last"] and 0 < saving[0]["every_n_train_steps"] <= 20, name
 
 
 def test_summary_shows_the_share_outside_the_domain_only_where_measured(tmp_path):
@@ -406,3 +410,21 @@ def test_irs_era_composes_irs_with_the_era_update_and_its_task_beta(tmp_path):
     update = cli.model.update
     assert type(update).__name__ == "ERAUpdate" and update.beta == 200.0 and update.gamma == 9.0
     assert any(type(c).__name__ == "WeightMergingCallback" for c in cli.trainer.callbacks)
+
+
+def test_the_in_domain_variant_penalises_samples_outside_the_reward_models_domain(tmp_path):
+    from main import cli_main
+
+    cmd = mo_protocol.command("qm9_tri_in_domain", "irs", 0, 100, tmp_path, "python")
+    configs = [Path(cmd[k + 1]).name for k, a in enumerate(cmd) if a == "--config"]
+    assert configs == ["qm9_tri.yaml", "in_domain.yaml", "irs.yaml"]
+    cli = cli_main([*cmd[3:cmd.index("--seed_everything")], "--trainer.max_steps", "0",
+                    "--trainer.default_root_dir", str(tmp_path)], run=False)
+    oracle = cli.model.oracle
+    assert oracle.domain_check == "penalty" and oracle.out_of_domain == "penalty" and oracle.penalty == 3.0
+    scores = oracle(["CCO", "CC(=O)Oc1ccccc1C(=O)O"])  # ethanol inside; aspirin: 13 heavy atoms
+    assert scores.valid.tolist() == [True, False] and scores.energies[1].tolist() == [3.0, 3.0, 3.0]
+    evaluation = next(c for c in cli.trainer.callbacks if type(c).__name__ == "PolicyEvaluation")
+    assert evaluation.task == "qm9_tri_in_domain"
+    assert any(type(c).__name__ == "WeightMergingCallback" for c in cli.trainer.callbacks)
+    assert any(type(c).__name__ == "ModelCheckpoint" for c in cli.trainer.callbacks)
