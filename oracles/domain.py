@@ -34,19 +34,21 @@ _DNA = frozenset("ACGT")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
 
-def fingerprints(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Packed bit fingerprints [n, bytes] (uint8) and a validity mask [n] (invalid rows are zeros)."""
+def read(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, frozenset] | None]]:
+    """Each input read once: packed bit fingerprints [n, bytes] (uint8; zeros where unreadable),
+    a readability mask [n], and per input (size, elements) — heavy atoms and element symbols for
+    SMILES, (length, {}) for DNA — or None where it cannot be read."""
     if kind == "smiles":
-        from rdkit.Chem import rdFingerprintGenerator
+        from oracles.tdc_forest import morgan_features
 
-        generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-        bits = np.zeros((len(sequences), 2048), dtype=bool)
-        valid = np.zeros(len(sequences), dtype=bool)
-        for i, mol in enumerate(_molecules(sequences)):
-            if mol is not None:
-                bits[i] = generator.GetFingerprintAsNumPy(mol).astype(bool)
-                valid[i] = True
-        return np.packbits(bits, axis=1), valid
+        mols = _molecules(sequences)
+        valid = np.array([m is not None for m in mols], dtype=bool)
+        bits = np.zeros((len(mols), 2048), dtype=bool)
+        if valid.any():
+            bits[valid] = morgan_features([m for m in mols if m is not None]) > 0
+        described = [None if m is None else (m.GetNumHeavyAtoms(), frozenset(a.GetSymbol() for a in m.GetAtoms()))
+                     for m in mols]
+        return np.packbits(bits, axis=1), valid, described
     if kind == "dna":
         k, code = 6, {"A": 0, "C": 1, "G": 2, "T": 3}
         bits = np.zeros((len(sequences), 4 ** k), dtype=bool)
@@ -60,8 +62,20 @@ def fingerprints(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarra
                 index = index * 4 + digits[j:len(s) - k + 1 + j]
             bits[i, index] = True
             valid[i] = True
-        return np.packbits(bits, axis=1), valid
+        described = [(len(s), frozenset()) if ok else None for s, ok in zip(sequences, valid)]
+        return np.packbits(bits, axis=1), valid, described
     raise ValueError(f"domain kind must be one of {KINDS}, got {kind!r}")
+
+
+def fingerprints(sequences: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Packed bit fingerprints [n, bytes] (uint8) and a validity mask [n] (invalid rows are zeros)."""
+    packed, valid, _ = read(sequences, kind)
+    return packed, valid
+
+
+def descriptors(sequences: list[str], kind: str) -> list[tuple[int, frozenset] | None]:
+    """Per input: (size, elements), or None where it cannot be read (see :func:`read`)."""
+    return read(sequences, kind)[2]
 
 
 def _molecules(sequences: list[str]) -> list:
@@ -75,15 +89,6 @@ def _molecules(sequences: list[str]) -> list:
 
 def _readable_dna(s, k: int = 6) -> bool:
     return isinstance(s, str) and len(s) >= k and set(s.upper()) <= _DNA
-
-
-def descriptors(sequences: list[str], kind: str) -> list[tuple[int, frozenset] | None]:
-    """Per input: (size, elements) — heavy atoms and element symbols for SMILES, (length, {}) for
-    DNA; None where it cannot be read."""
-    if kind == "smiles":
-        return [None if mol is None else (mol.GetNumHeavyAtoms(), frozenset(a.GetSymbol() for a in mol.GetAtoms()))
-                for mol in _molecules(sequences)]
-    return [(len(s), frozenset()) if _readable_dna(s) else None for s in sequences]
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -145,7 +150,7 @@ class InputDomain:
         (1 − coverage) quantile of the held-out inputs' nearest-neighbour similarity to it."""
         if not 0.0 < coverage <= 1.0:
             raise ValueError(f"coverage must be in (0, 1], got {coverage}")
-        fps, valid = fingerprints(list(training), kind)
+        fps, valid, described = read(list(training), kind)
         fps = fps[valid]
         if not len(fps):
             raise ValueError("no valid training inputs to build a domain from")
@@ -155,33 +160,40 @@ class InputDomain:
         if not held_valid.any():
             raise ValueError("no valid held-out inputs to calibrate the threshold on")
         sims = nearest_similarity(held[held_valid], reference)
-        read = [d for d in descriptors(list(training), kind) if d is not None]
-        ranges = {"size": [min(d[0] for d in read), max(d[0] for d in read)],
-                  "elements": sorted(set().union(*(d[1] for d in read)))}
+        known = [d for d in described if d is not None]
+        ranges = {"size": [min(d[0] for d in known), max(d[0] for d in known)],
+                  "elements": sorted(set().union(*(d[1] for d in known)))}
         return cls(reference, kind, float(np.quantile(sims, 1.0 - coverage)), coverage, ranges)
 
-    def similarity(self, sequences: list[str]) -> np.ndarray:
-        """[n] nearest-neighbour similarity; NaN for inputs that cannot be fingerprinted."""
-        fps, valid = fingerprints(list(sequences), self.kind)
+    def _similarity(self, fps: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out = np.full(len(fps), np.nan)
         if valid.any():
             out[valid] = nearest_similarity(fps[valid], self.reference)
         return out
 
+    def _out_of_range(self, described: list[tuple[int, frozenset] | None]) -> np.ndarray:
+        if self.ranges is None:
+            return np.zeros(len(described), dtype=bool)
+        (lo, hi), elements = self.ranges["size"], set(self.ranges["elements"])
+        return np.array([d is not None and (not lo <= d[0] <= hi or not d[1] <= elements) for d in described],
+                        dtype=bool)
+
+    def similarity(self, sequences: list[str]) -> np.ndarray:
+        """[n] nearest-neighbour similarity; NaN for inputs that cannot be fingerprinted."""
+        return self._similarity(*fingerprints(list(sequences), self.kind))
+
     def out_of_range(self, sequences: list[str]) -> np.ndarray:
         """[n] bool: size outside the training range or an element never seen in training."""
-        if self.ranges is None:
-            return np.zeros(len(sequences), dtype=bool)
-        (lo, hi), elements = self.ranges["size"], set(self.ranges["elements"])
-        return np.array([d is not None and (not lo <= d[0] <= hi or not d[1] <= elements)
-                         for d in descriptors(list(sequences), self.kind)], dtype=bool)
+        return self._out_of_range(descriptors(list(sequences), self.kind))
 
     def outside_share(self, sequences: list[str]) -> np.ndarray:
         """[n] float: 1.0 for a readable input below the similarity threshold or out of the
         training ranges, 0.0 for one inside, NaN for one that cannot be read (an unparsable SMILES,
-        non-ACGT DNA): those are the oracle's invalid inputs, neither inside nor outside."""
-        sim = self.similarity(sequences)
-        outside = (sim < self.threshold) | self.out_of_range(sequences)
+        non-ACGT DNA): those are the oracle's invalid inputs, neither inside nor outside. Each
+        input is read (parsed, fingerprinted) once."""
+        fps, valid, described = read(list(sequences), self.kind)
+        sim = self._similarity(fps, valid)
+        outside = (sim < self.threshold) | self._out_of_range(described)
         return np.where(np.isnan(sim), np.nan, outside.astype(float))
 
     def outside(self, sequences: list[str]) -> np.ndarray:
