@@ -176,16 +176,16 @@ def read_lines(path: Path) -> list[str]:
 
 
 def nearest_similarity(smiles: list[str], actives: list[str]) -> np.ndarray:
-    """Each molecule's Tanimoto similarity (Morgan r = 2, 2,048 bits) to its nearest active."""
-    from rdkit import Chem, DataStructs
-    from rdkit.Chem import rdFingerprintGenerator
+    """Each molecule's Tanimoto similarity (Morgan r = 2, 2,048 bits) to its nearest active (NaN
+    for an unparsable one, or when there are no actives): ``oracles.domain``'s nearest neighbour."""
+    from oracles import domain
 
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-    fps = lambda xs: [generator.GetFingerprint(Chem.MolFromSmiles(s)) for s in xs]  # noqa: E731
-    reference = fps(actives)
-    if not reference:
-        return np.full(len(smiles), np.nan)
-    return np.array([max(DataStructs.BulkTanimotoSimilarity(fp, reference)) for fp in fps(smiles)])
+    reference, known = domain.fingerprints(actives, "smiles")
+    queries, valid = domain.fingerprints(smiles, "smiles")
+    out = np.full(len(smiles), np.nan)
+    if known.any() and valid.any():
+        out[valid] = domain.nearest_similarity(queries[valid], reference[known])
+    return out
 
 
 def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[str], actives: list[str],
