@@ -136,7 +136,7 @@ def command(task: str, method: str, seed: int, steps: int, run_dir: Path, python
     overrides = [a for name in METHOD_CONFIGS[method] for a in ("--config", str(configs / name))]
     files = TASK_CONFIGS.get(task, [f"{task}.yaml"])
     base = [a for name in files for a in ("--config", str(configs / name))]
-    era = ["--model.init_args.update.init_args.beta", str(ERA_BETA[files[0][:-5]])] if method.endswith("_era") else []
+    era = ["--model.init_args.update.init_args.beta", str(ERA_BETA[Path(files[0]).stem])] if method.endswith("_era") else []
     return [python, str(ROOT / "main.py"), "fit", *base, *overrides, *era,
             "--seed_everything", str(seed), "--model.init_args.seed", str(seed), "--trainer.max_steps", str(steps),
             "--trainer.default_root_dir", str(run_dir), *(["--ckpt_path", str(ckpt)] if ckpt else [])]
@@ -280,14 +280,26 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paired(diff: np.ndarray) -> dict:
+    """Summary of paired differences (this method − the other, one per seed): mean, wins, and the
+    two-sided paired t-test and Wilcoxon signed-rank p-values (NaN with fewer than 2 pairs, or
+    when every difference is 0)."""
+    from scipy import stats
+
+    out = {"mean_diff": float(diff.mean()) if len(diff) else float("nan"), "wins": int((diff > 0).sum()),
+           "t_p": float("nan"), "wilcoxon_p": float("nan")}
+    if len(diff) >= 2 and np.any(diff != 0):
+        out["t_p"] = float(stats.ttest_1samp(diff, 0.0).pvalue)  # = the paired t-test on the two columns
+        out["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
+    return out
+
+
 def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf", "supervised"),
                  method: str = "irs", required=("rs", "morlhf")) -> pd.DataFrame:
     """IRS − other on ``column`` paired by seed (same task, same w): mean difference, paired
     t-test and Wilcoxon signed-rank p-values (two-sided; NaN with fewer than 2 pairs, or when
     every difference is 0). A ``required`` comparison always has a row (0 pairs says it is
     missing); an optional one (the supervised baseline) only once it has pairs."""
-    from scipy import stats
-
     last = final_rows(frame)
     rows = []
     for (task, w), group in last.groupby(["task", "w"], sort=True):
@@ -298,13 +310,8 @@ def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("
             if not seeds and other not in required:
                 continue
             diff = (mine.loc[seeds] - theirs.loc[seeds]).to_numpy(dtype=float)
-            row = {"task": task, "w": w, "comparison": f"{method} - {other}", "metric": column, "pairs": len(seeds),
-                   "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
-                   "wins": int((diff > 0).sum()), "t_p": float("nan"), "wilcoxon_p": float("nan")}
-            if len(diff) >= 2 and np.any(diff != 0):
-                row["t_p"] = float(stats.ttest_rel(mine.loc[seeds], theirs.loc[seeds]).pvalue)
-                row["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
-            rows.append(row)
+            rows.append({"task": task, "w": w, "comparison": f"{method} - {other}", "metric": column,
+                         "pairs": len(seeds), **_paired(diff)})
     return pd.DataFrame(rows)
 
 
@@ -315,8 +322,6 @@ def matched_kl_tests(frame: pd.DataFrame, column: str = "average_reward", agains
     curve (same seed; linear interpolation between its evaluations, KL sorted). A seed counts only
     where IRS's final KL lies within the other curve's range. Paired t-test and Wilcoxon as in
     :func:`paired_tests`."""
-    from scipy import stats
-
     rows = []
     for (task, w), group in frame.groupby(["task", "w"], sort=True):
         mine = final_rows(group[group.method == method]).set_index("seed")
@@ -331,15 +336,9 @@ def matched_kl_tests(frame: pd.DataFrame, column: str = "average_reward", agains
                     continue
                 diffs.append(float(row[column]) - float(np.interp(row.kl, curve.kl, curve[column])))
                 kls.append(float(row.kl))
-            diff = np.asarray(diffs)
-            out = {"task": task, "w": w, "comparison": f"{method} - {other} at {method}'s final KL", "metric": column,
-                   "pairs": len(diff), "kl_mean": float(np.mean(kls)) if kls else float("nan"),
-                   "mean_diff": float(diff.mean()) if len(diff) else float("nan"), "wins": int((diff > 0).sum()),
-                   "t_p": float("nan"), "wilcoxon_p": float("nan")}
-            if len(diff) >= 2 and np.any(diff != 0):
-                out["t_p"] = float(stats.ttest_1samp(diff, 0.0).pvalue)
-                out["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
-            rows.append(out)
+            rows.append({"task": task, "w": w, "comparison": f"{method} - {other} at {method}'s final KL",
+                         "metric": column, "pairs": len(diffs), "kl_mean": float(np.mean(kls)) if kls else float("nan"),
+                         **_paired(np.asarray(diffs))})
     return pd.DataFrame(rows)
 
 
