@@ -130,13 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     fold(new)
     after = new.heads[0].weight.detach()[:, -new.encoder.n_composition:].clone()
 
-    config = json.loads((source / "config.json").read_text())
     from lightning_modules.reward_io import save_reward_model
 
     out.mkdir(parents=True, exist_ok=True)
-    save_reward_model(new, out, card=config.get("card"))
+    save_reward_model(new, out, card=dict(old.card))  # the standardisation buffers travel with the weights
     written = json.loads((out / "config.json").read_text())
-    written["target_mean"], written["target_std"] = config["target_mean"], config["target_std"]
     for extra in source.iterdir():  # README, domain files …
         if extra.name not in ("config.json", "model.safetensors") and extra.is_file():
             shutil.copyfile(extra, out / extra.name)

@@ -24,19 +24,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from networks.configurable import Configurable  # noqa: E402,F401  (registers class paths)
+from networks.configurable import import_class_path  # noqa: E402
 from oracles.domain import InputDomain  # noqa: E402
 
 
 def build_datamodule(config: str, data_path: str | None):
-    import importlib
-
     spec = yaml.safe_load(Path(config).read_text())["data"]
-    module, _, name = spec["class_path"].rpartition(".")
     args = dict(spec.get("init_args") or {})
     if data_path:
         args["path"] = data_path
-    data = getattr(importlib.import_module(module), name)(**args)
+    data = import_class_path(spec["class_path"], config)(**args)
     data.setup("fit")
     return data
 
