@@ -276,6 +276,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
                "precision": ",".join(sorted(set(map(str, group.get("precision", pd.Series(["?"])))))) }
         for column in columns:
             row[column], row[f"{column} se"] = _mean_se(group[column])
+            row[f"{column} n"] = int(pd.to_numeric(group[column], errors="coerce").notna().sum())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -361,6 +362,16 @@ def _fmt(mean: float, se: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
 
 
+def _cell(r: pd.Series, column: str, digits: int = 3) -> str:
+    """Mean ± s.e. of ``column`` in summary row ``r``, saying over how many seeds when that is fewer
+    than the row's (a metric added after some of the runs were made)."""
+    text = _fmt(r.get(column, np.nan), r.get(f"{column} se", np.nan), digits)
+    n = r.get(f"{column} n", np.nan)
+    if text != "–" and np.isfinite(n) and 0 < n < r.seeds:
+        text += f" ({int(n)} of {int(r.seeds)} seeds)"
+    return text
+
+
 def markdown(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
     objectives = sorted(c[:-3] for c in summary if c.startswith("reward/") and c.endswith(" se"))
     domain = "samples/outside_domain" in summary and summary["samples/outside_domain"].notna().any()
@@ -368,13 +379,11 @@ def markdown(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
             + (["outside domain"] if domain else []) + ["oracle calls", "min / run"] + [o.split("/")[-1] for o in objectives])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
-        cells = [r.task, r.method, str(r.seeds), _fmt(r.average_reward, r["average_reward se"]),
-                 _fmt(r.reward_sd, r["reward_sd se"]), _fmt(r.kl, r["kl se"], 4),
-                 _fmt(r["samples/validity"], r["samples/validity se"]),
-                 _fmt(r.get("samples/intdiv1", np.nan), r.get("samples/intdiv1 se", np.nan)),
-                 *([_fmt(r["samples/outside_domain"], r["samples/outside_domain se"])] if domain else []),
+        cells = [r.task, r.method, str(r.seeds), _cell(r, "average_reward"), _cell(r, "reward_sd"),
+                 _cell(r, "kl", 4), _cell(r, "samples/validity"), _cell(r, "samples/intdiv1"),
+                 *([_cell(r, "samples/outside_domain")] if domain else []),
                  f"{r.oracle_calls:,.0f}", _fmt(r.run_wall_s / 60, np.nan, 1) if "run_wall_s" in r else "–"]
-        cells += [_fmt(r[o], r[f"{o} se"]) for o in objectives]
+        cells += [_cell(r, o) for o in objectives]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| task | comparison (average reward) | pairs | mean difference | IRS wins | paired t p | Wilcoxon p |",
               "|---|---|---|---|---|---|---|"]

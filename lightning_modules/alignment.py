@@ -294,7 +294,7 @@ class AlignmentBase(L.LightningModule):
         return self.evaluate(seed=self.hparams.seed + 7, model=self.reference)
 
     def sample_quality(self, texts: list[str]) -> dict[str, float]:
-        """Validity, uniqueness, IntDiv1 (SMILES) and, with ``novelty_reference``, novelty."""
+        """Validity, uniqueness, IntDiv1 (SMILES, DNA) and, with ``novelty_reference``, novelty."""
         quality = sample_quality(texts, self.hparams.domain)
         if self.hparams.novelty_reference:
             if self._novelty_hashes is None:

@@ -128,22 +128,43 @@ def mean_pairwise_tanimoto(a: torch.Tensor, b: torch.Tensor, p: int = 1, chunk: 
     return total / (a.size(0) * b.size(0))
 
 
+def kmer_bits(sequences: Sequence[str], k: int = 6) -> torch.Tensor:
+    """The set of DNA k-mers present in each readable sequence (A/C/G/T only, length ≥ k), as bit
+    vectors (uint8 [n, 4^k]); unreadable sequences are skipped, as :func:`morgan_bits` skips invalid
+    SMILES. The same 6-mer sets ``oracles.domain`` uses for DNA."""
+    import numpy as np
+
+    from oracles.domain import read
+
+    if k != 6:
+        raise ValueError(f"DNA k-mer sets are 6-mers (oracles.domain), got k={k}")
+    packed, valid, _ = read(list(sequences), "dna")
+    return torch.from_numpy(np.unpackbits(packed[valid], axis=1))
+
+
 class InternalDiversity(Metric):
     """MOSES IntDiv_p = 1 − (mean over all ordered pairs, self-pairs included, of Tanimoto^p)^(1/p)
-    on Morgan fingerprints (radius 2, 1024 bits) of the valid samples (duplicates kept)."""
+    on Morgan fingerprints (radius 2, 1024 bits) of the valid samples (duplicates kept).
+
+    For ``domain="dna"`` the fingerprints are the sets of 6-mers each sequence contains
+    (:func:`kmer_bits`, 4,096 bits): the same formula, the DNA analogue (not a MOSES metric)."""
 
     full_state_update = False
+    WIDTH = {"smiles": 1024, "dna": 4 ** 6}
 
-    def __init__(self, p: int = 1, **kwargs):
+    def __init__(self, p: int = 1, domain: str = "smiles", **kwargs):
         super().__init__(**kwargs)
-        self.p = p
+        if domain not in self.WIDTH:
+            raise ValueError(f"IntDiv is defined for {sorted(self.WIDTH)}, got {domain!r}")
+        self.p, self.domain = p, domain
         self.add_state("fps", [], dist_reduce_fx="cat")
 
     def update(self, samples: Sequence[str]) -> None:
-        self.fps.append(morgan_bits(samples).to(self.device))
+        bits = morgan_bits(samples) if self.domain == "smiles" else kmer_bits(samples)
+        self.fps.append(bits.to(self.device))
 
     def compute(self) -> torch.Tensor:
-        fps = _concat(self.fps, torch.zeros(0, 1024, dtype=torch.uint8))
+        fps = _concat(self.fps, torch.zeros(0, self.WIDTH[self.domain], dtype=torch.uint8))
         if fps.size(0) == 0:
             return torch.tensor(0.0)
         return (1 - mean_pairwise_tanimoto(fps.cpu(), fps.cpu(), self.p) ** (1 / self.p)).float()
@@ -222,13 +243,14 @@ def validity_and_uniqueness(samples: Sequence[str], domain: str = "smiles") -> d
 
 
 def sample_quality(texts: Sequence[str], domain: str) -> dict[str, float]:
-    """``samples/validity``, ``samples/uniqueness`` and, for SMILES, ``samples/intdiv1`` of one
-    set of samples (this process only). Diversity is what DPO-style objectives lose and ERA should
-    keep, so alignment logs it with every evaluation."""
+    """``samples/validity``, ``samples/uniqueness`` and, for SMILES and DNA, ``samples/intdiv1``
+    (:class:`InternalDiversity`: Morgan bits for SMILES, 6-mer sets for DNA) of one set of samples
+    (this process only). Diversity is what DPO-style objectives lose and ERA should keep, so
+    alignment logs it with every evaluation."""
     quality = validity_and_uniqueness(texts, domain)
     stats = {"samples/validity": quality["validity"], "samples/uniqueness": quality["uniqueness"]}
-    if domain == "smiles":
-        intdiv = InternalDiversity()
+    if domain in InternalDiversity.WIDTH:
+        intdiv = InternalDiversity(domain=domain)
         intdiv.update(texts)
         stats["samples/intdiv1"] = float(intdiv.compute())
     return stats

@@ -283,7 +283,7 @@ class MultiObjectiveModule(L.LightningModule):
         penalty, as trained on). With ``detailed``, also ``reward/<objective>`` (−energy),
         ``raw/<objective>`` (the oracle's raw property over the valid samples, where it reports
         one), ``average_reward`` and the balance across objectives (``balance_cv``, ``icv``,
-        ``reward_sd``; :func:`lightning_modules.pareto.balance`), IntDiv1 for SMILES, the share of
+        ``reward_sd``; :func:`lightning_modules.pareto.balance`), IntDiv1 (SMILES, DNA), the share of
         the samples the reward model can read (parsable; whatever the oracle's penalties) that lie
         outside its input domain (``samples/outside_domain``, when the oracle has one:
         ``oracles.domain``), and
@@ -305,7 +305,7 @@ class MultiObjectiveModule(L.LightningModule):
             return stats
         scores = self.oracle(batch.texts)
         energies, valid = self.energy_matrix(batch.texts, scores)
-        stats = {"samples/intdiv1": float("nan"), **sample_quality(batch.texts, hp.domain)}  # IntDiv1: SMILES only
+        stats = {"samples/intdiv1": float("nan"), **sample_quality(batch.texts, hp.domain)}  # IntDiv1: SMILES and DNA
         for k, name in enumerate(self.names):
             stats[f"energy/{name}"] = float(energies[:, k].mean())
             stats[f"reward/{name}"] = -stats[f"energy/{name}"]

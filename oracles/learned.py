@@ -114,6 +114,7 @@ class LearnedOracle(Oracle):
         self._mean = self.model.target_mean.cpu().numpy()[self.columns] if regression else None
         self._std = self.model.target_std.cpu().numpy()[self.columns] if regression else None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._outside_cache: OrderedDict[str, float] = OrderedDict()  # input-domain verdicts (outside_domain)
         domain = self.model.domain
         self._canonical = canonicaliser(domain) if domain in ("smiles", "dna", "protein") else None
         self.domain_check = domain_check
@@ -129,7 +130,18 @@ class LearnedOracle(Oracle):
         penalties, so that shares compare across oracle settings."""
         if self.input_domain is None:
             return None
-        return self.input_domain.outside_share([s if isinstance(s, str) else "" for s in sequences])
+        keys = [s if isinstance(s, str) else "" for s in sequences]
+        missing = [s for s in dict.fromkeys(keys) if s not in self._outside_cache]
+        if missing:  # each distinct input judged once, shared by the penalty and the report
+            for key, verdict in zip(missing, self.input_domain.outside_share(missing)):
+                self._outside_cache[key] = float(verdict)
+        out = np.empty(len(keys))
+        for i, key in enumerate(keys):
+            out[i] = self._outside_cache[key]
+            self._outside_cache.move_to_end(key)
+        while len(self._outside_cache) > self.cache_size:
+            self._outside_cache.popitem(last=False)
+        return out
 
     @property
     def names(self) -> list[str]:
@@ -209,6 +221,7 @@ class LearnedOracle(Oracle):
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_cache"] = OrderedDict()
+        state["_outside_cache"] = OrderedDict()
         return state
 
     def __call__(self, sequences: Sequence[str]) -> Scores:
@@ -220,7 +233,7 @@ class LearnedOracle(Oracle):
         if self.out_of_domain == "penalty":
             valid &= ~self.far_from_training(values).any(1)
         if self.domain_check == "penalty" and valid.any():
-            valid &= ~self.input_domain.outside(strings)
+            valid &= ~(self.outside_domain(strings) == 1.0)
         energies = np.where(valid[:, None], energies, self.penalty)
         values = np.where(valid[:, None], values, np.nan)
         canonical = [self._canonical(s) if self._canonical and ok else (s if ok else None)

@@ -5,6 +5,7 @@ uses in ``LearnedOracle`` (report / penalty) and in the multi-objective evaluati
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -103,6 +104,23 @@ def test_learned_oracle_reports_or_penalises_inputs_outside(model_dir, chembl_sm
     with pytest.raises(ValueError, match="domain_check"):
         LearnedOracle(str(model_dir), domain_check="warn")
 
+
+
+def test_domain_verdicts_are_computed_once_per_distinct_input(model_dir, chembl_smiles):
+    """With ``domain_check: penalty`` an evaluation asks for the verdict twice (the oracle's call,
+    then ``samples/outside_domain``): each distinct string is judged once, within ``cache_size``."""
+    oracle = LearnedOracle(str(model_dir), domain_check="penalty", cache_size=5)
+    judged = []
+    share = oracle.input_domain.outside_share
+    oracle.input_domain.outside_share = lambda xs: judged.extend(xs) or share(xs)
+    batch = list(chembl_smiles[:3]) + FAR[:1] + list(chembl_smiles[:1])  # one repeat
+    first = oracle(batch).valid.tolist()
+    assert oracle.outside_domain(batch).tolist() == [0.0] * 3 + [1.0, 0.0]
+    assert first == [True] * 3 + [False, True] and sorted(judged) == sorted(set(batch))
+    oracle.outside_domain(list(chembl_smiles[3:6]))  # 3 new strings: the cache keeps the 5 most recent
+    assert len(oracle._outside_cache) == 5 and len(judged) == 7
+    del oracle.input_domain.outside_share  # the counting wrapper does not pickle
+    assert pickle.loads(pickle.dumps(oracle))._outside_cache == {}
 
 def test_shipped_reward_qm9_domain_keeps_qm9_and_rejects_drug_like():
     """reward-qm9's domain: QM9 molecules (≤ 9 heavy atoms) inside, drug-sized molecules outside."""

@@ -1,11 +1,13 @@
 import itertools
 
+import numpy as np
+
 import pytest
 import torch
 from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
-from lightning_modules.metrics import InternalDiversity, Novelty, Uniqueness, Validity
+from lightning_modules.metrics import InternalDiversity, Novelty, Uniqueness, Validity, sample_quality
 
 
 def _value(metric, samples):
@@ -41,6 +43,21 @@ def test_internal_diversity_known_values(chembl_smiles):
     assert _value(InternalDiversity(), mols + ["invalid("]) == pytest.approx(expected, abs=1e-6)
     p2 = 1 - (sum(s ** 2 for s in sims) / len(sims)) ** 0.5
     assert _value(InternalDiversity(p=2), mols) == pytest.approx(p2, abs=1e-6)
+
+
+def test_dna_internal_diversity_is_intdiv_over_6mer_sets():
+    """DNA IntDiv1: 1 − mean Jaccard similarity of the sequences' 6-mer sets over all ordered pairs,
+    self-pairs included (brute force with Python sets); unreadable sequences are skipped."""
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), 40)) for _ in range(12)] + ["ACGTAC" * 5]
+    sets = [{s[i:i + 6] for i in range(len(s) - 5)} for s in seqs]
+    sims = [len(a & b) / len(a | b) for a, b in itertools.product(sets, sets)]
+    diversity = InternalDiversity(domain="dna")
+    assert _value(diversity, seqs + ["ACGN" * 10, "ACG"]) == pytest.approx(1 - sum(sims) / len(sims), abs=1e-6)
+    assert _value(InternalDiversity(domain="dna"), [seqs[0]] * 3) == pytest.approx(0.0)
+    assert sample_quality(seqs, "dna")["samples/intdiv1"] == pytest.approx(1 - sum(sims) / len(sims), abs=1e-6)
+    with pytest.raises(ValueError, match="IntDiv is defined"):
+        InternalDiversity(domain="protein")
 
 
 def test_metrics_accumulate_over_updates():

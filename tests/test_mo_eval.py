@@ -396,6 +396,20 @@ def test_summary_shows_the_share_outside_the_domain_only_where_measured(tmp_path
     assert "outside domain" in (tmp_path / "results_summary.md").read_text()
 
 
+
+def test_summary_says_over_how_many_seeds_a_later_metric_was_measured(tmp_path):
+    """A metric added after some runs were made (DNA IntDiv1) is averaged over the seeds that have
+    it, and the table says so instead of passing it off as the row's seed count."""
+    csv = tmp_path / "results.csv"
+    for seed, diversity in enumerate([np.nan, np.nan, 0.6]):
+        mo_protocol.add_rows(csv, _rows("irs", seed, [0.0, 0.1, 0.2]).assign(**{"samples/intdiv1": diversity}))
+    summary, _ = mo_protocol.report(csv, tmp_path / "img", quiet=True)
+    row = summary.set_index("method").loc["irs"]
+    assert row.seeds == 3 and row["samples/intdiv1 n"] == 1 and row["samples/intdiv1"] == pytest.approx(0.6)
+    assert row["average_reward n"] == 3
+    text = (tmp_path / "results_summary.md").read_text()
+    assert "0.600 (1 of 3 seeds)" in text and "0.200 ± 0.000 |" in text
+
 def test_irs_era_composes_irs_with_the_era_update_and_its_task_beta(tmp_path):
     """The runner's irs_era: the IRS override then the ERA one, β of the task; the composed config
     builds the ERA update and the merging callback."""
