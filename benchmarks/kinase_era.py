@@ -25,7 +25,9 @@ fraction above 0.5, validity, uniqueness, IntDiv1, the mean log-ratio log π −
 samples (KL(π‖π_ref) exactly without top-k), novelty against the fine-tuning set, and the median
 over valid distinct samples of the Tanimoto similarity (Morgan r = 2, 2,048 bits) to the nearest
 known active. The prior and the fine-tuned reference are evaluated the same way (rows ``prior``
-and ``reference``). ``table`` collects every ``eval.json`` into the CSV.
+and ``reference``). ``table`` collects every ``eval.json`` into the CSV, and writes beside it
+``<csv stem>_by_beta.csv`` (mean ± s.e. over seeds per β) and ``<csv stem>_trend.csv`` (Page's
+trend test over β per metric, each seed a block, as ``benchmarks/era_beta_curve.py``).
 """
 
 from __future__ import annotations
@@ -348,6 +350,41 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     return frame
 
 
+#: Metrics summarised over seeds per β, and the direction a trend test asks about as β grows.
+TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls", "intdiv1": "falls",
+          "kl_to_reference": "rises"}
+
+
+def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per β (ERA rows only): seeds, and mean ± s.e. over seeds of each ``TRENDS`` metric."""
+    era = frame[frame.stage == "era"]
+    rows = []
+    for beta, group in era.groupby("beta", sort=True):
+        row = {"beta": beta, "seeds": int(group.seed.nunique())}
+        for key in TRENDS:
+            values = group[key].astype(float).dropna()
+            row[key] = float(values.mean()) if len(values) else float("nan")
+            row[f"{key} se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
+    """Page's L test per ``TRENDS`` metric that it moves the stated way as β grows, each seed a
+    block (``era_beta_curve.falls_with_beta``; only seeds that ran every β count; one-sided p).
+    Empty when fewer than two complete seeds or three βs."""
+    from era_beta_curve import falls_with_beta
+
+    era = frame[frame.stage == "era"].assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
+    rows = []
+    for key, direction in TRENDS.items():
+        signed = era.assign(**{key: era[key] * (-1 if direction == "rises" else 1)})
+        result = falls_with_beta(signed, key)
+        if result is not None:
+            rows.append({"metric": key, "direction": direction, **{k: v for k, v in result.items() if k != "key"}})
+    return pd.DataFrame(rows, columns=["metric", "direction", "L", "pvalue", "seeds", "betas"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -377,7 +414,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run":
         run_all(args)
     else:
-        print(table(args.root, args.csv).to_string(index=False))
+        frame = table(args.root, args.csv)
+        print(frame.to_string(index=False))
+        summary, trends = across_seeds(frame), trend_tests(frame)
+        summary.to_csv(args.csv.with_name(args.csv.stem + "_by_beta.csv"), index=False, float_format="%.4g")
+        trends.to_csv(args.csv.with_name(args.csv.stem + "_trend.csv"), index=False, float_format="%.4g")
+        print(summary.to_string(index=False))
+        print(trends.to_string(index=False) if len(trends) else "trend tests: need 2 seeds with every β")
 
 
 if __name__ == "__main__":

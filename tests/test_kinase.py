@@ -106,6 +106,26 @@ def test_table_orders_rows_and_keeps_the_columns(tmp_path):
     assert written["mean_score"].tolist() == [0.01, 0.05, 0.1, 0.2]
 
 
+
+def test_trend_over_beta_uses_complete_seeds_and_the_stated_direction():
+    """frac_above_0.5 rising with β in both seeds → small one-sided p for 'rises'; validity rising
+    too → large p for 'falls'; a seed missing a β is left out of the test, not of the means."""
+    rows = [{"run": "reference", "stage": "reference", "frac_above_0.5": 0.1}]
+    for seed in (0, 1):
+        for k, beta in enumerate([50.0, 100.0, 200.0, 400.0]):
+            rows.append({"run": f"era_b{beta}_s{seed}", "stage": "era", "beta": beta, "gamma": 9.0, "seed": seed,
+                         "frac_above_0.5": 0.2 + 0.05 * k + 0.01 * seed, "validity": 0.6 + 0.01 * k,
+                         "mean_score": 0.2, "intdiv1": 0.8, "kl_to_reference": float(k)})
+    rows.append({"run": "era_b50_s2", "stage": "era", "beta": 50.0, "gamma": 9.0, "seed": 2, "frac_above_0.5": 0.5})
+    frame = pd.DataFrame(rows)
+    tests = kinase_era.trend_tests(frame).set_index("metric")
+    assert tests.loc["frac_above_0.5", "seeds"] == 2 and tests.loc["frac_above_0.5", "pvalue"] < 0.01
+    assert tests.loc["validity", "pvalue"] > 0.9 and tests.loc["kl_to_reference", "pvalue"] < 0.01
+    summary = kinase_era.across_seeds(frame).set_index("beta")
+    assert summary.loc[50.0, "seeds"] == 3 and summary.loc[50.0, "frac_above_0.5"] == pytest.approx((0.2 + 0.21 + 0.5) / 3)
+    assert summary.loc[400.0, "frac_above_0.5 se"] == pytest.approx(0.005, rel=1e-6)  # sd 0.00707 over 2 seeds
+    assert kinase_era.trend_tests(frame[frame.seed != 1]).empty  # one complete seed: no test
+
 def test_nearest_similarity_is_one_for_an_active_itself():
     sims = kinase_era.nearest_similarity(["CCOc1ccccc1", "CCCCCCCC"], ["CCOc1ccccc1", "c1ccncc1"])
     assert sims[0] == 1.0 and 0.0 <= sims[1] < 0.5
