@@ -21,6 +21,7 @@ wall_s``.
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -88,6 +89,7 @@ class PolicyEvaluation(L.Callback):
         self._last_step: int | None = None
         self._started = time.monotonic()
         self._elapsed_at_restore = 0.0  # training seconds before the checkpoint a run resumed from
+        self._resumed = False  # restored from a checkpoint: the evaluations file is this run's own
 
     def file(self, trainer) -> Path:
         return Path(self.path or Path(trainer.default_root_dir) / "evals.csv")
@@ -98,6 +100,7 @@ class PolicyEvaluation(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self._elapsed_at_restore = float(state.get("elapsed_s", 0.0))
+        self._resumed = True
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._started = time.monotonic() - self._elapsed_at_restore
@@ -127,19 +130,33 @@ class PolicyEvaluation(L.Callback):
                "precision": str(trainer.precision), "wall_s": round(time.monotonic() - self._started, 1)}
         self.rows.append(row)
         if trainer.is_global_zero:
-            self._append(self.file(trainer), row)
+            self._append(self.file(trainer), row, widen=self._resumed)
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/{k}": v for k, v in row.items() if isinstance(v, float)}, step=step)
         return row
 
     @staticmethod
-    def _append(path: Path, row: dict) -> None:
-        """Append one row; a file whose header differs is an error naming it (never mixed columns)."""
+    def _append(path: Path, row: dict, widen: bool = False) -> None:
+        """Append one row; a file whose header differs is an error naming it (never mixed columns).
+
+        With ``widen`` (a run resumed from its checkpoint, so the file is its own) a file whose
+        columns are a subset of the row's — an evaluation metric added since the run began — is
+        rewritten with the new columns, empty in its older rows, and the row appended."""
         path.parent.mkdir(parents=True, exist_ok=True)
         exists = path.is_file() and path.stat().st_size > 0
         if exists:
             with path.open(newline="") as f:
                 header = next(csv.reader(f), [])
+            if header != list(row) and widen and set(header) < set(row):
+                with path.open(newline="") as f:
+                    old_rows = list(csv.DictReader(f))
+                tmp = path.with_name(path.name + ".tmp")
+                with tmp.open("w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(row))
+                    writer.writeheader()
+                    writer.writerows(old_rows)
+                os.replace(tmp, path)
+                header = list(row)
             if header != list(row):
                 raise ValueError(f"{path} holds evaluations with other columns ({len(header)} vs {len(row)}); "
                                  "give this run its own path or move the old file away")

@@ -141,6 +141,24 @@ def test_a_csv_with_other_columns_is_not_mixed_into(tmp_path):
     assert path.read_text() == "task,step\nold,0\n"
 
 
+
+def test_a_resumed_run_widens_its_own_file_for_a_metric_added_since(tmp_path):
+    """A checkpointed run resumed after an evaluation metric was added (DNA's outside-domain share)
+    keeps its rows, the new column empty in the older ones; without a resume the file is refused."""
+    path = tmp_path / "evals.csv"
+    path.write_text("task,step\nt,0\n")
+    row = {"task": "t", "step": 10, "samples/outside_domain": 0.1}
+    with pytest.raises(ValueError, match="other columns"):
+        PolicyEvaluation._append(path, row)
+    PolicyEvaluation._append(path, row, widen=True)
+    assert path.read_text() == "task,step,samples/outside_domain\nt,0,\nt,10,0.1\n"
+    with pytest.raises(ValueError, match="other columns"):  # fewer columns: still refused
+        PolicyEvaluation._append(path, {"task": "t", "step": 20}, widen=True)
+    callback = PolicyEvaluation(every_n_steps=1, num_samples=4, path=str(path))
+    assert not callback._resumed
+    callback.load_state_dict(callback.state_dict())
+    assert callback._resumed
+
 # --------------------------------------------------------------------------- runner and report
 def _rows(method, seed, rewards, kls=(0.0, 0.01, 0.02), steps=(0, 50, 100)):
     return pd.DataFrame({"task": "t", "method": method, "w": mo_protocol.UNIFORM, "seed": seed, "step": list(steps),
