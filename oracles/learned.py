@@ -32,6 +32,28 @@ log = logging.getLogger(__name__)
 DIRECTIONS = ("maximize", "minimize")
 
 
+def _lru_lookup(cache: OrderedDict, keys: Sequence[str], compute, size: int) -> dict:
+    """{key: value} for the distinct ``keys``: cached values (marked as recently used) and, in one
+    ``compute(missing) -> values`` call, the missing ones, which join the cache; the cache then
+    drops its least recently used entries beyond ``size``. The returned dict holds every key even
+    when a batch is larger than the cache."""
+    found = {}
+    missing = []
+    for key in dict.fromkeys(keys):
+        if key in cache:
+            found[key] = cache[key]
+            cache.move_to_end(key)
+        else:
+            missing.append(key)
+    if missing:
+        fresh = dict(zip(missing, compute(missing)))
+        found.update(fresh)
+        cache.update(fresh)
+        while len(cache) > size:
+            cache.popitem(last=False)
+    return found
+
+
 class LearnedOracle(Oracle):
     """Energies from a reward-model checkpoint.
 
@@ -131,17 +153,9 @@ class LearnedOracle(Oracle):
         if self.input_domain is None:
             return None
         keys = [s if isinstance(s, str) else "" for s in sequences]
-        missing = [s for s in dict.fromkeys(keys) if s not in self._outside_cache]
-        if missing:  # each distinct input judged once, shared by the penalty and the report
-            for key, verdict in zip(missing, self.input_domain.outside_share(missing)):
-                self._outside_cache[key] = float(verdict)
-        out = np.empty(len(keys))
-        for i, key in enumerate(keys):
-            out[i] = self._outside_cache[key]
-            self._outside_cache.move_to_end(key)
-        while len(self._outside_cache) > self.cache_size:
-            self._outside_cache.popitem(last=False)
-        return out
+        # each distinct input judged once, shared by the penalty and the report
+        verdicts = _lru_lookup(self._outside_cache, keys, self.input_domain.outside_share, self.cache_size)
+        return np.array([float(verdicts[key]) for key in keys], dtype=float)
 
     @property
     def names(self) -> list[str]:
@@ -169,26 +183,18 @@ class LearnedOracle(Oracle):
     def predict_values(self, sequences: list[str]) -> np.ndarray:
         """Raw predictions [n, k] for the selected tasks, through the cache; NaN rows where invalid."""
         keys = [s if isinstance(s, str) else None for s in sequences]
-        missing = [s for s in dict.fromkeys(k for k in keys if k is not None) if s not in self._cache]
-        fresh: dict[str, np.ndarray] = {}
-        if missing:
-            preds = self.model.predict(missing, batch_size=self.batch_size)[:, self.columns]
-            self._warn_out_of_domain(preds)
-            fresh = dict(zip(missing, preds))
+        values = _lru_lookup(self._cache, [k for k in keys if k is not None], self._predict, self.cache_size)
         out = np.full((len(sequences), len(self.tasks)), np.nan)
         for i, key in enumerate(keys):
-            if key is None:
-                continue
-            if key in fresh:
-                out[i] = fresh[key]
-            else:
-                out[i] = self._cache[key]
-                self._cache.move_to_end(key)
-        for key, value in fresh.items():
-            self._cache[key] = value
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            if key is not None:
+                out[i] = values[key]
         return out
+
+    def _predict(self, sequences: list[str]) -> np.ndarray:
+        """The model's predictions [n, k] for the selected tasks, uncached."""
+        preds = self.model.predict(sequences, batch_size=self.batch_size)[:, self.columns]
+        self._warn_out_of_domain(preds)
+        return preds
 
     def far_from_training(self, values: np.ndarray) -> np.ndarray:
         """[n, k] bool: predictions more than ``max_z`` training standard deviations from the

@@ -519,3 +519,26 @@ def test_saved_reward_model_files_honour_the_umask(tmp_path):
         os.umask(old)
     for name in ("model.safetensors", "config.json"):
         assert (directory / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_lru_lookup_computes_missing_once_and_bounds_the_cache():
+    from collections import OrderedDict
+
+    from oracles.learned import _lru_lookup
+
+    calls = []
+
+    def compute(keys):
+        calls.append(list(keys))
+        return [len(k) for k in keys]
+
+    cache = OrderedDict()
+    assert _lru_lookup(cache, ["a", "bb", "a"], compute, size=3) == {"a": 1, "bb": 2}
+    assert calls == [["a", "bb"]]  # distinct inputs, one call
+    assert _lru_lookup(cache, ["bb", "ccc"], compute, size=3) == {"bb": 2, "ccc": 3}
+    assert calls[-1] == ["ccc"]  # the cached one is not recomputed
+    _lru_lookup(cache, ["dddd"], compute, size=3)
+    assert list(cache) == ["bb", "ccc", "dddd"]  # "a" was the least recently used
+    big = _lru_lookup(cache, ["e", "ff", "ggg", "hhhh", "iiiii"], compute, size=3)
+    assert len(big) == 5 and big["e"] == 1  # every key answered although the cache holds 3
+    assert len(cache) == 3
