@@ -3,6 +3,7 @@ U = −p(JNK3), as one resumable runner.
 
     python benchmarks/kinase_era.py sets [--excape /path/to/jnk3_gsk3b]   # score, write the sets
     python benchmarks/kinase_era.py run [--betas 50 100 200 400] [--seeds 0 1 2] [--dry-run]
+    python benchmarks/kinase_era.py run --objective dpo --betas 0.1 1 [--seeds 0 1 2]  # the DPO baseline
     python benchmarks/kinase_era.py table                                  # docs/results/kinase_jnk3.csv
 
 ``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
@@ -28,6 +29,12 @@ known active. The prior and the fine-tuned reference are evaluated the same way 
 and ``reference``). ``table`` collects every ``eval.json`` into the CSV, and writes beside it
 ``<csv stem>_by_beta.csv`` (mean ± s.e. over seeds per β) and ``<csv stem>_trend.csv`` (Page's
 trend test over β per metric, each seed a block, as ``benchmarks/era_beta_curve.py``).
+
+``run --objective dpo`` trains the DPO baseline (``dpo_{target}_b{β}_s{seed}``, DPO's own β) on
+the same per-seed sample set and pairs as ERA, with the same (valid, invalid) term, steps and
+learning rate. ``table`` then also writes ``<csv stem>_dpo_matched.csv``: each DPO run beside
+ERA at the same mean score on its seed (ERA's metrics interpolated between its βs) — the
+comparison at matched energy — and prints the paired differences (mean ± s.e., t-test p).
 """
 
 from __future__ import annotations
@@ -262,9 +269,17 @@ class Run:
         return (self.directory(root) / "eval.json").is_file()
 
 
+#: The pair objectives ``run --objective`` sweeps: ERA (β, γ) and the DPO baseline (its own β).
+OBJECTIVES = {"era": "lightning_modules.pair_losses.ERA", "dpo": "lightning_modules.pair_losses.DPO"}
+
+
 def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: Path, sets: Path,
-         prior: str) -> list[Run]:
-    """The fine-tuning run, then ERA for every (β, seed); the offline sample set is per seed."""
+         prior: str, objective: str = "era") -> list[Run]:
+    """The fine-tuning run, then ``objective`` (ERA, or the DPO baseline) for every (β, seed); the
+    offline sample set is per seed and shared by every β and objective of that seed, so ERA and DPO
+    train on the same pairs."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
     pretrained = lambda path: json.dumps({"class_path": "networks.architectures.Pretrained",  # noqa: E731
                                           "init_args": {"path": str(path)}})
     finetuned = root / f"finetune_{target}" / "pretrained"
@@ -278,16 +293,20 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
         "--data.init_args.val", str(sets / f"{target}_finetune_heldout.txt")])]
     for seed in seeds:
         for beta in betas:
-            name = f"era_{target}_b{beta:g}_s{seed}"
-            runs.append(Run(name, "era", [*base["era"], f"configs/kinase/{target}_era.yaml"], [
-                "--seed_everything", str(seed), "--model.init_args.seed", str(seed),
-                "--model.init_args.objective.init_args.beta", f"{beta:g}",
-                "--model.init_args.objective.init_args.gamma", f"{gamma:g}",
+            if objective == "era":
+                loss = ["--model.init_args.objective.init_args.beta", f"{beta:g}",
+                        "--model.init_args.objective.init_args.gamma", f"{gamma:g}"]
+            else:  # a whole new objective: the base's ERA γ does not carry over
+                loss = ["--model.init_args.objective",
+                        json.dumps({"class_path": OBJECTIVES[objective], "init_args": {"beta": beta}})]
+            name = f"{objective}_{target}_b{beta:g}_s{seed}"
+            runs.append(Run(name, objective, [*base["era"], f"configs/kinase/{target}_era.yaml"], [
+                "--seed_everything", str(seed), "--model.init_args.seed", str(seed), *loss,
                 "--model.init_args.policy", pretrained(finetuned),
                 "--model.init_args.tokenizer", str(finetuned),
                 "--model.init_args.dataset_path", str(root / f"era_{target}_samples_s{seed}.parquet"),
                 "--model.init_args.novelty_reference", str(sets / f"{target}_finetune_train.txt"),
-            ], beta=beta, gamma=gamma, seed=seed))
+            ], beta=beta, gamma=gamma if objective == "era" else float("nan"), seed=seed))
     return runs
 
 
@@ -314,7 +333,7 @@ def run_all(args) -> None:
     for t in (f"{args.target}_finetune_train.txt", f"{args.target}_known_actives.txt"):
         if not (sets / t).is_file():
             raise SystemExit(f"{sets / t} is missing: run `python benchmarks/kinase_era.py sets` first")
-    runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior)
+    runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior, args.objective)
     prior = Path(args.prior)
     finetuned = args.root / f"finetune_{args.target}" / "pretrained"
     if not args.dry_run:
@@ -343,7 +362,7 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     if not rows:
         raise SystemExit(f"no */eval.json under {root}")
     frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-    order = {"prior": 0, "reference": 1, "finetune": 2, "era": 3}
+    order = {"prior": 0, "reference": 1, "finetune": 2, "era": 3, "dpo": 4}
     frame = frame.sort_values(["stage", "beta", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
     csv.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv, index=False, float_format="%.4g")
@@ -356,11 +375,13 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
 
 
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per β (ERA rows only): seeds, and mean ± s.e. over seeds of each ``TRENDS`` metric."""
-    era = frame[frame.stage == "era"]
+    """Per objective (ERA, then DPO) and β: seeds, and mean ± s.e. over seeds of each ``TRENDS``
+    metric."""
     rows = []
-    for beta, group in era.groupby("beta", sort=True):
-        row = {"beta": beta, "seeds": int(group.seed.nunique())}
+    runs = frame[frame.stage.isin(list(OBJECTIVES))]
+    runs = runs.assign(order=runs.stage.map(list(OBJECTIVES).index)).sort_values(["order", "beta"])
+    for (stage, beta), group in runs.groupby(["stage", "beta"], sort=False):
+        row = {"objective": stage, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
             values = group[key].astype(float).dropna()
             row[key] = float(values.mean()) if len(values) else float("nan")
@@ -385,6 +406,48 @@ def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "direction", "L", "pvalue", "seeds", "betas"])
 
 
+#: Metrics the DPO baseline is compared on against ERA at the same mean score.
+MATCHED = ["frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]
+
+
+def at_matched_score(frame: pd.DataFrame, baseline: str = "dpo") -> pd.DataFrame:
+    """Each ``baseline`` run beside ERA at the same mean score on its seed — the same mean energy,
+    since U = −p and invalid samples score 0 — with ERA's metrics interpolated linearly between
+    its βs of that seed, ordered by mean score. NaN where the baseline's score lies outside the
+    range ERA's βs reached (no extrapolation). Columns: ``<metric>``, ``era <metric>`` and
+    ``diff <metric>`` (baseline − ERA)."""
+    era = frame[frame.stage == "era"]
+    rows = []
+    for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
+        curve = era[era.seed == run.seed].dropna(subset=["mean_score"]).sort_values("mean_score")
+        inside = len(curve) >= 2 and curve.mean_score.min() <= run.mean_score <= curve.mean_score.max()
+        row = {"run": run.run, "objective": baseline, "beta": run.beta, "seed": run.seed,
+               "mean_score": run.mean_score, "era_betas": len(curve)}
+        for key in MATCHED:
+            matched = float(np.interp(run.mean_score, curve.mean_score, curve[key].astype(float))) if inside else float("nan")
+            row.update({key: float(run[key]), f"era {key}": matched, f"diff {key}": float(run[key]) - matched})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def matched_summary(matched: pd.DataFrame) -> pd.DataFrame:
+    """Per baseline β: the seeds matched, and per metric the mean paired difference (baseline −
+    ERA) ± s.e. with a two-sided paired t-test p (NaN under two pairs)."""
+    from scipy import stats
+
+    rows = []
+    for beta, group in matched.groupby("beta", sort=True):
+        row = {"beta": beta, "pairs": int(group["era validity"].notna().sum()),
+               "mean_score": float(group.mean_score.mean())}
+        for key in MATCHED:
+            diff = group[f"diff {key}"].dropna()
+            row[f"diff {key}"] = float(diff.mean()) if len(diff) else float("nan")
+            row[f"diff {key} se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+            row[f"diff {key} p"] = float(stats.ttest_1samp(diff, 0.0).pvalue) if len(diff) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -398,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--root", type=Path, default=ROOT / "runs" / "kinase")
     p_run.add_argument("--sets", type=Path, default=ROOT / "runs" / "kinase")
     p_run.add_argument("--prior", default=str(ROOT / "checkpoints" / "molgpt-chembl"))
+    p_run.add_argument("--objective", choices=sorted(OBJECTIVES), default="era",
+                       help="era, or dpo: the DPO baseline on the same pairs (--betas are then DPO's β)")
     p_run.add_argument("--betas", type=float, nargs="+", default=[50.0, 100.0, 200.0, 400.0])
     p_run.add_argument("--gamma", type=float, default=9.0)
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -421,6 +486,10 @@ def main(argv: list[str] | None = None) -> None:
         trends.to_csv(args.csv.with_name(args.csv.stem + "_trend.csv"), index=False, float_format="%.4g")
         print(summary.to_string(index=False))
         print(trends.to_string(index=False) if len(trends) else "trend tests: need 2 seeds with every β")
+        matched = at_matched_score(frame)
+        if len(matched):
+            matched.to_csv(args.csv.with_name(args.csv.stem + "_dpo_matched.csv"), index=False, float_format="%.4g")
+            print(matched_summary(matched).T.to_string())
 
 
 if __name__ == "__main__":

@@ -139,3 +139,44 @@ def test_scores_file_is_gzip(tmp_path):
         assert handle.readline().startswith("smiles,source")
     counts = json.loads((tmp_path / "sets.json").read_text())
     assert counts["jnk3"]["known_actives_from"].startswith("the fine-tuning set")
+
+
+def test_dpo_baseline_runs_on_eras_pairs_with_its_own_objective(tmp_path):
+    runs = kinase_era.plan("jnk3", [0.1], [0, 1], 9.0, tmp_path / "root", tmp_path / "sets", "prior-dir", "dpo")
+    assert [r.name for r in runs[1:]] == ["dpo_jnk3_b0.1_s0", "dpo_jnk3_b0.1_s1"]
+    assert {r.stage for r in runs[1:]} == {"dpo"} and np.isnan(runs[1].gamma)
+    era = kinase_era.plan("jnk3", [100.0], [0], 9.0, tmp_path / "root", tmp_path / "sets", "prior-dir")
+    dataset = lambda r: r.overrides[r.overrides.index("--model.init_args.dataset_path") + 1]  # noqa: E731
+    assert dataset(runs[1]) == dataset(era[1])  # the same scored samples, so the same pairs
+    cmd = runs[1].command(tmp_path / "root")
+    objective = json.loads(cmd[cmd.index("--model.init_args.objective") + 1])
+    assert objective == {"class_path": "lightning_modules.pair_losses.DPO", "init_args": {"beta": 0.1}}
+    assert "--model.init_args.objective.init_args.gamma" not in cmd  # ERA's γ is not passed to DPO
+    with pytest.raises(ValueError, match="objective"):
+        kinase_era.plan("jnk3", [1.0], [0], 9.0, tmp_path, tmp_path, "prior", "ppo")
+
+
+def test_dpo_is_compared_with_era_at_the_same_mean_score():
+    """ERA's metrics are interpolated along its βs of the same seed at the DPO run's score; a
+    score outside ERA's range is not extrapolated."""
+    rows = []
+    for seed in (0, 1):
+        for beta, score, validity in [(50.0, 0.2, 0.8), (100.0, 0.3, 0.7), (200.0, 0.4, 0.6)]:
+            rows.append({"run": f"era_b{beta}_s{seed}", "stage": "era", "beta": beta, "seed": seed,
+                         "mean_score": score + 0.01 * seed, "validity": validity, **{k: 1.0 for k in
+                         ["frac_above_0.5", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]}})
+        rows.append({"run": f"dpo_b0.1_s{seed}", "stage": "dpo", "beta": 0.1, "seed": seed,
+                     "mean_score": 0.25 + 0.01 * seed, "validity": 0.5, **{k: 2.0 for k in
+                     ["frac_above_0.5", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]}})
+    rows.append({"run": "dpo_b1_s0", "stage": "dpo", "beta": 1.0, "seed": 0, "mean_score": 0.9, "validity": 0.1,
+                 **{k: 2.0 for k in ["frac_above_0.5", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]}})
+    frame = pd.DataFrame(rows)
+    matched = kinase_era.at_matched_score(frame).set_index("run")
+    assert matched.loc["dpo_b0.1_s0", "era validity"] == pytest.approx(0.75)  # halfway from β 50 to 100
+    assert matched.loc["dpo_b0.1_s1", "diff validity"] == pytest.approx(-0.25)
+    assert np.isnan(matched.loc["dpo_b1_s0", "era validity"])  # beyond ERA's highest score
+    summary = kinase_era.matched_summary(kinase_era.at_matched_score(frame)).set_index("beta")
+    assert summary.loc[0.1, "pairs"] == 2 and summary.loc[1.0, "pairs"] == 0
+    assert summary.loc[0.1, "diff validity"] == pytest.approx(-0.25)
+    by = kinase_era.across_seeds(frame)
+    assert by.objective.tolist() == ["era", "era", "era", "dpo", "dpo"]
