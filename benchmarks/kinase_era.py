@@ -4,6 +4,7 @@ U = −p(JNK3), as one resumable runner.
     python benchmarks/kinase_era.py sets [--excape /path/to/jnk3_gsk3b]   # score, write the sets
     python benchmarks/kinase_era.py run [--betas 50 100 200 400] [--seeds 0 1 2] [--dry-run]
     python benchmarks/kinase_era.py run --objective dpo --betas 0.1 1 [--seeds 0 1 2]  # the DPO baseline
+    python benchmarks/kinase_era.py run --target gsk3b ...; table --target gsk3b       # GSK3β (runs/kinase_gsk3b)
     python benchmarks/kinase_era.py table                                  # docs/results/kinase_jnk3.csv
 
 ``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
@@ -269,6 +270,21 @@ class Run:
         return (self.directory(root) / "eval.json").is_file()
 
 
+#: Per target, the stage configs over the shared bases (a target's file composes over JNK3's and
+#: holds only the difference).
+STAGE_CONFIGS = {
+    "jnk3": {"finetune": ["configs/kinase/jnk3_finetune.yaml"], "era": ["configs/kinase/jnk3_era.yaml"]},
+    "gsk3b": {"finetune": ["configs/kinase/jnk3_finetune.yaml", "configs/kinase/gsk3b_finetune.yaml"],
+              "era": ["configs/kinase/jnk3_era.yaml", "configs/kinase/gsk3b_era.yaml"]},
+}
+
+
+def default_root(target: str) -> Path:
+    """Where a target's runs live: ``runs/kinase`` for JNK3 (the first target), else
+    ``runs/kinase_<target>`` — each root has its own prior and reference rows, scored on its target."""
+    return ROOT / "runs" / ("kinase" if target == "jnk3" else f"kinase_{target}")
+
+
 #: The pair objectives ``run --objective`` sweeps: ERA (β, γ) and the DPO baseline (its own β).
 OBJECTIVES = {"era": "lightning_modules.pair_losses.ERA", "dpo": "lightning_modules.pair_losses.DPO"}
 
@@ -285,7 +301,7 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
     finetuned = root / f"finetune_{target}" / "pretrained"
     base = {"finetune": ["configs/pretrain/molgpt_chembl_cpu.yaml"],
             "era": ["configs/era/base.yaml", f"configs/era/tasks/{target}.yaml"]}
-    runs = [Run(f"finetune_{target}", "finetune", [*base["finetune"], f"configs/kinase/{target}_finetune.yaml"], [
+    runs = [Run(f"finetune_{target}", "finetune", [*base["finetune"], *STAGE_CONFIGS[target]["finetune"]], [
         "--model.init_args.architecture", json.dumps({"class_path": "networks.architectures.Pretrained",
                                                       "init_args": {"path": str(prior), "dropout": 0.1}}),
         "--model.init_args.tokenizer", str(prior),
@@ -300,7 +316,7 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
                 loss = ["--model.init_args.objective",
                         json.dumps({"class_path": OBJECTIVES[objective], "init_args": {"beta": beta}})]
             name = f"{objective}_{target}_b{beta:g}_s{seed}"
-            runs.append(Run(name, objective, [*base["era"], f"configs/kinase/{target}_era.yaml"], [
+            runs.append(Run(name, objective, [*base["era"], *STAGE_CONFIGS[target]["era"]], [
                 "--seed_everything", str(seed), "--model.init_args.seed", str(seed), *loss,
                 "--model.init_args.policy", pretrained(finetuned),
                 "--model.init_args.tokenizer", str(finetuned),
@@ -457,8 +473,8 @@ def main(argv: list[str] | None = None) -> None:
     p_sets.add_argument("--held-out", type=float, default=0.1)
     p_sets.add_argument("--seed", type=int, default=0)
     p_run = sub.add_parser("run", help="fine-tune, then ERA per (β, seed); finished runs are skipped")
-    p_run.add_argument("--target", choices=["jnk3"], default="jnk3")
-    p_run.add_argument("--root", type=Path, default=ROOT / "runs" / "kinase")
+    p_run.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
+    p_run.add_argument("--root", type=Path, default=None, help="default: runs/kinase (jnk3), runs/kinase_<target>")
     p_run.add_argument("--sets", type=Path, default=ROOT / "runs" / "kinase")
     p_run.add_argument("--prior", default=str(ROOT / "checkpoints" / "molgpt-chembl"))
     p_run.add_argument("--objective", choices=sorted(OBJECTIVES), default="era",
@@ -471,9 +487,14 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--top-k", type=int, default=5, help="evaluation top-k (0: none)")
     p_run.add_argument("--dry-run", action="store_true", help="print the commands of unfinished runs")
     p_table = sub.add_parser("table", help="collect */eval.json into the CSV")
-    p_table.add_argument("--root", type=Path, default=ROOT / "runs" / "kinase")
-    p_table.add_argument("--csv", type=Path, default=ROOT / "docs" / "results" / "kinase_jnk3.csv")
+    p_table.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
+    p_table.add_argument("--root", type=Path, default=None, help="default: as for run")
+    p_table.add_argument("--csv", type=Path, default=None, help="default: docs/results/kinase_<target>.csv")
     args = parser.parse_args(argv)
+    if args.command in ("run", "table") and args.root is None:
+        args.root = default_root(args.target)
+    if args.command == "table" and args.csv is None:
+        args.csv = ROOT / "docs" / "results" / f"kinase_{args.target}.csv"
     if args.command == "sets":
         print(json.dumps(make_sets(args.out, args.excape, args.held_out, args.seed), indent=1))
     elif args.command == "run":

@@ -180,3 +180,14 @@ def test_dpo_is_compared_with_era_at_the_same_mean_score():
     assert summary.loc[0.1, "diff validity"] == pytest.approx(-0.25)
     by = kinase_era.across_seeds(frame)
     assert by.objective.tolist() == ["era", "era", "era", "dpo", "dpo"]
+
+
+def test_gsk3b_composes_over_the_jnk3_recipe_in_its_own_root(tmp_path):
+    runs = kinase_era.plan("gsk3b", [100.0], [0], 9.0, tmp_path / "root", tmp_path / "sets", "prior-dir")
+    finetune, era = runs
+    assert finetune.configs[-2:] == ["configs/kinase/jnk3_finetune.yaml", "configs/kinase/gsk3b_finetune.yaml"]
+    assert "configs/era/tasks/gsk3b.yaml" in era.configs and era.configs[-1] == "configs/kinase/gsk3b_era.yaml"
+    assert era.name == "era_gsk3b_b100_s0"
+    assert era.overrides[era.overrides.index("--model.init_args.novelty_reference") + 1].endswith("gsk3b_finetune_train.txt")
+    # its prior and reference rows are scored on GSK3β, so they must not share JNK3's folder
+    assert kinase_era.default_root("gsk3b") != kinase_era.default_root("jnk3")
