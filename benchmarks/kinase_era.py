@@ -35,7 +35,8 @@ trend test over β per metric, each seed a block, as ``benchmarks/era_beta_curve
 the same per-seed sample set and pairs as ERA, with the same (valid, invalid) term, steps and
 learning rate. ``table`` then also writes ``<csv stem>_dpo_matched.csv``: each DPO run beside
 ERA at the same mean score on its seed (ERA's metrics interpolated between its βs) — the
-comparison at matched energy — and prints the paired differences (mean ± s.e., t-test p).
+comparison at matched energy — and at the same KL to the reference, and prints the paired
+differences (mean ± s.e., t-test p).
 """
 
 from __future__ import annotations
@@ -422,44 +423,49 @@ def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "direction", "L", "pvalue", "seeds", "betas"])
 
 
-#: Metrics the DPO baseline is compared on against ERA at the same mean score.
-MATCHED = ["frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]
+#: Metrics the DPO baseline is compared on against ERA, at the same mean score or the same KL.
+MATCHED = ["mean_score", "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
+           "nearest_active_sim_median"]
+#: What ``at_matched`` may hold equal: the mean score (= the mean energy, U = −p with invalid
+#: samples at 0) or the distance from the reference.
+MATCH_ON = ("mean_score", "kl_to_reference")
 
 
-def at_matched_score(frame: pd.DataFrame, baseline: str = "dpo") -> pd.DataFrame:
-    """Each ``baseline`` run beside ERA at the same mean score on its seed — the same mean energy,
-    since U = −p and invalid samples score 0 — with ERA's metrics interpolated linearly between
-    its βs of that seed, ordered by mean score. NaN where the baseline's score lies outside the
-    range ERA's βs reached (no extrapolation). Columns: ``<metric>``, ``era <metric>`` and
-    ``diff <metric>`` (baseline − ERA)."""
+def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo") -> pd.DataFrame:
+    """Each ``baseline`` run beside ERA at the same ``on`` (mean score, or KL to the reference) on
+    its seed, with ERA's metrics interpolated linearly between its βs of that seed, ordered by
+    ``on``. NaN where the baseline's value lies outside the range ERA's βs reached (no
+    extrapolation). Columns: ``<metric>``, ``era <metric>`` and ``diff <metric>`` (baseline − ERA)."""
+    if on not in MATCH_ON:
+        raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
     era = frame[frame.stage == "era"]
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
-        curve = era[era.seed == run.seed].dropna(subset=["mean_score"]).sort_values("mean_score")
-        inside = len(curve) >= 2 and curve.mean_score.min() <= run.mean_score <= curve.mean_score.max()
-        row = {"run": run.run, "objective": baseline, "beta": run.beta, "seed": run.seed,
-               "mean_score": run.mean_score, "era_betas": len(curve)}
+        curve = era[era.seed == run.seed].dropna(subset=[on]).sort_values(on)
+        inside = len(curve) >= 2 and curve[on].min() <= run[on] <= curve[on].max()
+        row = {"matched_on": on, "run": run.run, "objective": baseline, "beta": run.beta, "seed": run.seed,
+               "era_betas": len(curve)}
         for key in MATCHED:
-            matched = float(np.interp(run.mean_score, curve.mean_score, curve[key].astype(float))) if inside else float("nan")
+            matched = float(np.interp(run[on], curve[on], curve[key].astype(float))) if inside else float("nan")
             row.update({key: float(run[key]), f"era {key}": matched, f"diff {key}": float(run[key]) - matched})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def matched_summary(matched: pd.DataFrame) -> pd.DataFrame:
-    """Per baseline β: the seeds matched, and per metric the mean paired difference (baseline −
-    ERA) ± s.e. with a two-sided paired t-test p (NaN under two pairs)."""
+    """Per matching and baseline β: the seeds matched, and per metric the mean paired difference
+    (baseline − ERA) ± s.e. with a two-sided paired t-test p (NaN under two pairs)."""
     from scipy import stats
 
     rows = []
-    for beta, group in matched.groupby("beta", sort=True):
-        row = {"beta": beta, "pairs": int(group["era validity"].notna().sum()),
-               "mean_score": float(group.mean_score.mean())}
+    for (on, beta), group in matched.groupby(["matched_on", "beta"], sort=True):
+        row = {"matched_on": on, "beta": beta, "pairs": int(group["era validity"].notna().sum())}
         for key in MATCHED:
             diff = group[f"diff {key}"].dropna()
             row[f"diff {key}"] = float(diff.mean()) if len(diff) else float("nan")
             row[f"diff {key} se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-            row[f"diff {key} p"] = float(stats.ttest_1samp(diff, 0.0).pvalue) if len(diff) > 1 else float("nan")
+            row[f"diff {key} p"] = (float(stats.ttest_1samp(diff, 0.0).pvalue)
+                                    if len(diff) > 1 and key != on and diff.std() > 0 else float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -507,7 +513,7 @@ def main(argv: list[str] | None = None) -> None:
         trends.to_csv(args.csv.with_name(args.csv.stem + "_trend.csv"), index=False, float_format="%.4g")
         print(summary.to_string(index=False))
         print(trends.to_string(index=False) if len(trends) else "trend tests: need 2 seeds with every β")
-        matched = at_matched_score(frame)
+        matched = pd.concat([at_matched(frame, on) for on in MATCH_ON], ignore_index=True)
         if len(matched):
             matched.to_csv(args.csv.with_name(args.csv.stem + "_dpo_matched.csv"), index=False, float_format="%.4g")
             print(matched_summary(matched).T.to_string())

@@ -156,28 +156,37 @@ def test_dpo_baseline_runs_on_eras_pairs_with_its_own_objective(tmp_path):
         kinase_era.plan("jnk3", [1.0], [0], 9.0, tmp_path, tmp_path, "prior", "ppo")
 
 
-def test_dpo_is_compared_with_era_at_the_same_mean_score():
-    """ERA's metrics are interpolated along its βs of the same seed at the DPO run's score; a
-    score outside ERA's range is not extrapolated."""
+def test_dpo_is_compared_with_era_at_the_same_mean_score_or_kl():
+    """ERA's metrics are interpolated along its βs of the same seed at the DPO run's score (or KL);
+    a value outside ERA's range is not extrapolated."""
+    other = ["frac_above_0.5", "uniqueness", "intdiv1", "nearest_active_sim_median"]
     rows = []
     for seed in (0, 1):
-        for beta, score, validity in [(50.0, 0.2, 0.8), (100.0, 0.3, 0.7), (200.0, 0.4, 0.6)]:
+        for beta, score, validity, kl in [(50.0, 0.2, 0.8, 1.0), (100.0, 0.3, 0.7, 2.0), (200.0, 0.4, 0.6, 4.0)]:
             rows.append({"run": f"era_b{beta}_s{seed}", "stage": "era", "beta": beta, "seed": seed,
-                         "mean_score": score + 0.01 * seed, "validity": validity, **{k: 1.0 for k in
-                         ["frac_above_0.5", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]}})
+                         "mean_score": score + 0.01 * seed, "validity": validity, "kl_to_reference": kl,
+                         **{k: 1.0 for k in other}})
         rows.append({"run": f"dpo_b0.1_s{seed}", "stage": "dpo", "beta": 0.1, "seed": seed,
-                     "mean_score": 0.25 + 0.01 * seed, "validity": 0.5, **{k: 2.0 for k in
-                     ["frac_above_0.5", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]}})
+                     "mean_score": 0.25 + 0.01 * seed, "validity": 0.5, "kl_to_reference": 3.0,
+                     **{k: 2.0 for k in other}})
     rows.append({"run": "dpo_b1_s0", "stage": "dpo", "beta": 1.0, "seed": 0, "mean_score": 0.9, "validity": 0.1,
-                 **{k: 2.0 for k in ["frac_above_0.5", "uniqueness", "intdiv1", "kl_to_reference", "nearest_active_sim_median"]}})
+                 "kl_to_reference": 0.5, **{k: 2.0 for k in other}})
     frame = pd.DataFrame(rows)
-    matched = kinase_era.at_matched_score(frame).set_index("run")
+    matched = kinase_era.at_matched(frame).set_index("run")
     assert matched.loc["dpo_b0.1_s0", "era validity"] == pytest.approx(0.75)  # halfway from β 50 to 100
     assert matched.loc["dpo_b0.1_s1", "diff validity"] == pytest.approx(-0.25)
+    assert matched.loc["dpo_b0.1_s0", "diff kl_to_reference"] == pytest.approx(1.5)  # ERA's KL there: 1.5
     assert np.isnan(matched.loc["dpo_b1_s0", "era validity"])  # beyond ERA's highest score
-    summary = kinase_era.matched_summary(kinase_era.at_matched_score(frame)).set_index("beta")
-    assert summary.loc[0.1, "pairs"] == 2 and summary.loc[1.0, "pairs"] == 0
-    assert summary.loc[0.1, "diff validity"] == pytest.approx(-0.25)
+    by_kl = kinase_era.at_matched(frame, "kl_to_reference").set_index("run")
+    assert by_kl.loc["dpo_b0.1_s0", "era mean_score"] == pytest.approx(0.35)  # halfway from KL 2 to 4
+    assert np.isnan(by_kl.loc["dpo_b1_s0", "era validity"])  # below ERA's lowest KL
+    both = pd.concat([kinase_era.at_matched(frame, on) for on in kinase_era.MATCH_ON])
+    summary = kinase_era.matched_summary(both).set_index(["matched_on", "beta"])
+    assert summary.loc[("mean_score", 0.1), "pairs"] == 2 and summary.loc[("mean_score", 1.0), "pairs"] == 0
+    assert summary.loc[("mean_score", 0.1), "diff validity"] == pytest.approx(-0.25)
+    assert summary.loc[("kl_to_reference", 0.1), "diff mean_score"] == pytest.approx(-0.10)
+    with pytest.raises(ValueError, match="on must be"):
+        kinase_era.at_matched(frame, "validity")
     by = kinase_era.across_seeds(frame)
     assert by.objective.tolist() == ["era", "era", "era", "dpo", "dpo"]
 
