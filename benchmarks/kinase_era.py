@@ -434,17 +434,19 @@ MATCH_ON = ("mean_score", "kl_to_reference")
 def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo") -> pd.DataFrame:
     """Each ``baseline`` run beside ERA at the same ``on`` (mean score, or KL to the reference) on
     its seed, with ERA's metrics interpolated linearly between its βs of that seed, ordered by
-    ``on``. NaN where the baseline's value lies outside the range ERA's βs reached (no
+    ``on``. The reference (row ``reference``, KL 0), where every run starts, is the curve's first
+    point. NaN where the baseline's value lies outside the range that curve reached (no
     extrapolation). Columns: ``<metric>``, ``era <metric>`` and ``diff <metric>`` (baseline − ERA)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
     era = frame[frame.stage == "era"]
+    origin = frame[frame.run == "reference"].assign(kl_to_reference=0.0)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
-        curve = era[era.seed == run.seed].dropna(subset=[on]).sort_values(on)
+        curve = pd.concat([origin, era[era.seed == run.seed]]).dropna(subset=[on]).sort_values(on)
         inside = len(curve) >= 2 and curve[on].min() <= run[on] <= curve[on].max()
         row = {"matched_on": on, "run": run.run, "objective": baseline, "beta": run.beta, "seed": run.seed,
-               "era_betas": len(curve)}
+               "era_points": len(curve)}
         for key in MATCHED:
             matched = float(np.interp(run[on], curve[on], curve[key].astype(float))) if inside else float("nan")
             row.update({key: float(run[key]), f"era {key}": matched, f"diff {key}": float(run[key]) - matched})

@@ -180,6 +180,12 @@ def test_dpo_is_compared_with_era_at_the_same_mean_score_or_kl():
     by_kl = kinase_era.at_matched(frame, "kl_to_reference").set_index("run")
     assert by_kl.loc["dpo_b0.1_s0", "era mean_score"] == pytest.approx(0.35)  # halfway from KL 2 to 4
     assert np.isnan(by_kl.loc["dpo_b1_s0", "era validity"])  # below ERA's lowest KL
+    # the reference, where every run starts (KL 0), is the first point of ERA's curve
+    with_origin = pd.concat([frame, pd.DataFrame([{"run": "reference", "stage": "reference", "mean_score": 0.1,
+                                                   "validity": 0.9, **{k: 1.0 for k in other}}])])
+    by_kl = kinase_era.at_matched(with_origin, "kl_to_reference").set_index("run")
+    assert by_kl.loc["dpo_b1_s0", "era validity"] == pytest.approx(0.85)  # halfway from KL 0 to 1
+    assert by_kl.loc["dpo_b1_s0", "era_points"] == 4
     both = pd.concat([kinase_era.at_matched(frame, on) for on in kinase_era.MATCH_ON])
     summary = kinase_era.matched_summary(both).set_index(["matched_on", "beta"])
     assert summary.loc[("mean_score", 0.1), "pairs"] == 2 and summary.loc[("mean_score", 1.0), "pairs"] == 0
