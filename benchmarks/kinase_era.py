@@ -1,5 +1,5 @@
-"""The ERA paper's kinase protocol (issue 28): ChEMBL prior → fine-tuned on JNK3 actives → ERA on
-U = −p(JNK3), as one resumable runner.
+"""The ERA paper's kinase protocol (issue 28): ChEMBL prior → fine-tuned on a target's actives →
+ERA on U = −p(target) (JNK3, or GSK3β with ``--target gsk3b``), as one resumable runner.
 
     python benchmarks/kinase_era.py sets [--excape /path/to/jnk3_gsk3b]   # score, write the sets
     python benchmarks/kinase_era.py run [--betas 50 100 200 400] [--seeds 0 1 2] [--dry-run]
@@ -18,11 +18,12 @@ whole fine-tuning set. The paper's counts (7,386 JNK3 / 43,381 GSK3β) are over 
 (≈ 1.9M molecules); the shipped subset is 150k, so expect ≈ 8 % of those.
 
 ``run`` runs, in order and skipping every run whose ``eval.json`` exists (a killed run resumes
-from its ``last.ckpt``): the fine-tuning of the prior on the JNK3 fine-tuning set
-(``configs/kinase/jnk3_finetune.yaml``), then offline ERA from that model for each β and seed
-(``configs/kinase/jnk3_era.yaml``; one scored reference sample set per seed, shared by the βs).
+from its ``last.ckpt``): the fine-tuning of the prior on the target's fine-tuning set
+(``configs/kinase/jnk3_finetune.yaml``, plus ``gsk3b_finetune.yaml`` for GSK3β), then offline ERA
+from that model for each β and seed (``configs/kinase/jnk3_era.yaml``, plus ``gsk3b_era.yaml``;
+one scored reference sample set per seed, shared by the βs).
 After each run it evaluates the exported model on ``--eval-samples`` samples (T = 1, top-k of
-``--top-k``) with one evaluation seed for all runs: mean JNK3 probability (invalid = 0, as TDC),
+``--top-k``) with one evaluation seed for all runs: mean target probability (invalid = 0, as TDC),
 fraction above 0.5, validity, uniqueness, IntDiv1, the mean log-ratio log π − log π_ref on the
 samples (KL(π‖π_ref) exactly without top-k), novelty against the fine-tuning set, and the median
 over valid distinct samples of the Tanimoto similarity (Morgan r = 2, 2,048 bits) to the nearest
@@ -431,25 +432,42 @@ MATCHED = ["mean_score", "frac_above_0.5", "validity", "uniqueness", "intdiv1", 
 MATCH_ON = ("mean_score", "kl_to_reference")
 
 
+def _along_path(path: pd.DataFrame, on: str, target: float) -> pd.Series | None:
+    """The metrics of ``path`` (rows in β order) interpolated linearly at the first segment whose
+    ends bracket ``target`` in column ``on``; None when no segment does. Walking the β path, not
+    sorting by ``on``, keeps a non-monotone curve (the score saturating, then falling at β 400)
+    from joining βs that are not neighbours."""
+    values = path[MATCHED].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+    for k in range(len(values) - 1):
+        lo, hi = values.loc[k, on], values.loc[k + 1, on]
+        if np.isfinite(lo) and np.isfinite(hi) and min(lo, hi) <= target <= max(lo, hi):
+            t = 0.0 if hi == lo else (target - lo) / (hi - lo)
+            return values.loc[k] + t * (values.loc[k + 1] - values.loc[k])
+    return None
+
+
 def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo") -> pd.DataFrame:
     """Each ``baseline`` run beside ERA at the same ``on`` (mean score, or KL to the reference) on
-    its seed, with ERA's metrics interpolated linearly between its βs of that seed, ordered by
-    ``on``. The reference (row ``reference``, KL 0), where every run starts, is the curve's first
-    point. NaN where the baseline's value lies outside the range that curve reached (no
-    extrapolation). Columns: ``<metric>``, ``era <metric>`` and ``diff <metric>`` (baseline − ERA)."""
+    its seed. ERA's path on that seed runs from the reference (row ``reference``, KL 0: where
+    every run starts) through its βs in increasing order; its metrics are interpolated linearly on
+    the first segment of that path that reaches the baseline's value, and are NaN when no segment
+    does (no extrapolation). One row per baseline run (ordered by β, seed), with ``<metric>``,
+    ``era <metric>`` and ``diff <metric>`` (baseline − ERA) and ``path_points`` (the reference
+    and ERA's βs found for the seed)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
     era = frame[frame.stage == "era"]
-    origin = frame[frame.run == "reference"].assign(kl_to_reference=0.0)
+    origin = frame[frame.run == "reference"].assign(kl_to_reference=0.0, beta=0.0)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
-        curve = pd.concat([origin, era[era.seed == run.seed]]).dropna(subset=[on]).sort_values(on)
-        inside = len(curve) >= 2 and curve[on].min() <= run[on] <= curve[on].max()
+        path = pd.concat([origin, era[era.seed == run.seed].sort_values("beta")])
+        mine = pd.to_numeric(run[MATCHED], errors="coerce")
+        found = _along_path(path, on, mine[on]) if np.isfinite(mine[on]) else None
         row = {"matched_on": on, "run": run.run, "objective": baseline, "beta": run.beta, "seed": run.seed,
-               "era_points": len(curve)}
+               "path_points": len(path)}
         for key in MATCHED:
-            matched = float(np.interp(run[on], curve[on], curve[key].astype(float))) if inside else float("nan")
-            row.update({key: float(run[key]), f"era {key}": matched, f"diff {key}": float(run[key]) - matched})
+            theirs = float(found[key]) if found is not None else float("nan")
+            row.update({key: float(mine[key]), f"era {key}": theirs, f"diff {key}": float(mine[key]) - theirs})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -480,14 +498,15 @@ def main(argv: list[str] | None = None) -> None:
     p_sets.add_argument("--excape", type=Path, default=None, help="Jin et al.'s data/ directory (jnk3/all.txt, gsk3/all.txt)")
     p_sets.add_argument("--held-out", type=float, default=0.1)
     p_sets.add_argument("--seed", type=int, default=0)
-    p_run = sub.add_parser("run", help="fine-tune, then ERA per (β, seed); finished runs are skipped")
+    p_run = sub.add_parser("run", help="fine-tune, then ERA (or DPO) per (β, seed); finished runs are skipped")
     p_run.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
     p_run.add_argument("--root", type=Path, default=None, help="default: runs/kinase (jnk3), runs/kinase_<target>")
     p_run.add_argument("--sets", type=Path, default=ROOT / "runs" / "kinase")
     p_run.add_argument("--prior", default=str(ROOT / "checkpoints" / "molgpt-chembl"))
     p_run.add_argument("--objective", choices=sorted(OBJECTIVES), default="era",
                        help="era, or dpo: the DPO baseline on the same pairs (--betas are then DPO's β)")
-    p_run.add_argument("--betas", type=float, nargs="+", default=[50.0, 100.0, 200.0, 400.0])
+    p_run.add_argument("--betas", type=float, nargs="+", default=None,
+                       help="ERA's βs (default 50 100 200 400); DPO's βs (required with --objective dpo)")
     p_run.add_argument("--gamma", type=float, default=9.0)
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p_run.add_argument("--eval-samples", type=int, default=2000)
@@ -499,6 +518,10 @@ def main(argv: list[str] | None = None) -> None:
     p_table.add_argument("--root", type=Path, default=None, help="default: as for run")
     p_table.add_argument("--csv", type=Path, default=None, help="default: docs/results/kinase_<target>.csv")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.betas is None:
+        if args.objective != "era":
+            parser.error(f"--objective {args.objective} needs --betas (its own β, e.g. 0.1 1 5): ERA's βs do not apply")
+        args.betas = [50.0, 100.0, 200.0, 400.0]
     if args.command in ("run", "table") and args.root is None:
         args.root = default_root(args.target)
     if args.command == "table" and args.csv is None:

@@ -46,7 +46,7 @@ def _lru_lookup(cache: OrderedDict, keys: Sequence[str], compute, size: int) -> 
         else:
             missing.append(key)
     if missing:
-        fresh = dict(zip(missing, compute(missing)))
+        fresh = dict(zip(missing, compute(missing), strict=True))  # one value per input, or an error
         found.update(fresh)
         cache.update(fresh)
         while len(cache) > size:
@@ -136,7 +136,7 @@ class LearnedOracle(Oracle):
         self._mean = self.model.target_mean.cpu().numpy()[self.columns] if regression else None
         self._std = self.model.target_std.cpu().numpy()[self.columns] if regression else None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._outside_cache: OrderedDict[str, float] = OrderedDict()  # input-domain verdicts (outside_domain)
+        self._outside_cache: OrderedDict[str, np.floating] = OrderedDict()  # input-domain verdicts (outside_domain)
         domain = self.model.domain
         self._canonical = canonicaliser(domain) if domain in ("smiles", "dna", "protein") else None
         self.domain_check = domain_check

@@ -185,7 +185,15 @@ def test_dpo_is_compared_with_era_at_the_same_mean_score_or_kl():
                                                    "validity": 0.9, **{k: 1.0 for k in other}}])])
     by_kl = kinase_era.at_matched(with_origin, "kl_to_reference").set_index("run")
     assert by_kl.loc["dpo_b1_s0", "era validity"] == pytest.approx(0.85)  # halfway from KL 0 to 1
-    assert by_kl.loc["dpo_b1_s0", "era_points"] == 4
+    assert by_kl.loc["dpo_b1_s0", "path_points"] == 4
+    # a path that rises and falls again is matched on its first crossing, not on a segment joining
+    # βs that are not neighbours
+    bent = pd.DataFrame([{"run": f"era_b{b}_s0", "stage": "era", "beta": b, "seed": 0, "mean_score": m,
+                          "validity": v, "kl_to_reference": k, **{x: 1.0 for x in other}}
+                         for b, m, v, k in [(50.0, 0.2, 0.9, 1.0), (100.0, 0.4, 0.7, 2.0), (400.0, 0.3, 0.5, 4.0)]]
+                        + [{"run": "dpo_b1_s0", "stage": "dpo", "beta": 1.0, "seed": 0, "mean_score": 0.3,
+                            "validity": 0.6, "kl_to_reference": 1.0, **{x: 1.0 for x in other}}])
+    assert kinase_era.at_matched(bent).loc[0, "era validity"] == pytest.approx(0.8)  # β 50→100, not 100→400
     both = pd.concat([kinase_era.at_matched(frame, on) for on in kinase_era.MATCH_ON])
     summary = kinase_era.matched_summary(both).set_index(["matched_on", "beta"])
     assert summary.loc[("mean_score", 0.1), "pairs"] == 2 and summary.loc[("mean_score", 1.0), "pairs"] == 0
