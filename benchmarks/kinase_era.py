@@ -287,6 +287,10 @@ def default_root(target: str) -> Path:
     return ROOT / "runs" / ("kinase" if target == "jnk3" else f"kinase_{target}")
 
 
+#: ERA's γ in the main β sweep (γ' = 0.9); runs at another γ carry ``_g<γ>`` in their names and
+#: stay out of the sweep's trend tests and of the DPO comparison.
+SWEEP_GAMMA = 9.0
+
 #: The pair objectives ``run --objective`` sweeps: ERA (β, γ) and the DPO baseline (its own β).
 OBJECTIVES = {"era": "lightning_modules.pair_losses.ERA", "dpo": "lightning_modules.pair_losses.DPO"}
 
@@ -317,7 +321,8 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
             else:  # a whole new objective: the base's ERA γ does not carry over
                 loss = ["--model.init_args.objective",
                         json.dumps({"class_path": OBJECTIVES[objective], "init_args": {"beta": beta}})]
-            name = f"{objective}_{target}_b{beta:g}_s{seed}"
+            other_gamma = f"_g{gamma:g}" if objective == "era" and gamma != SWEEP_GAMMA else ""
+            name = f"{objective}_{target}_b{beta:g}{other_gamma}_s{seed}"
             runs.append(Run(name, objective, [*base["era"], *STAGE_CONFIGS[target]["era"]], [
                 "--seed_everything", str(seed), "--model.init_args.seed", str(seed), *loss,
                 "--model.init_args.policy", pretrained(finetuned),
@@ -393,13 +398,13 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
 
 
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per objective (ERA, then DPO) and β: seeds, and mean ± s.e. over seeds of each ``TRENDS``
-    metric."""
+    """Per objective (ERA, then DPO), γ (ERA's; NaN for DPO) and β: seeds, and mean ± s.e. over
+    seeds of each ``TRENDS`` metric."""
     rows = []
     runs = frame[frame.stage.isin(list(OBJECTIVES))]
-    runs = runs.assign(order=runs.stage.map(list(OBJECTIVES).index)).sort_values(["order", "beta"])
-    for (stage, beta), group in runs.groupby(["stage", "beta"], sort=False):
-        row = {"objective": stage, "beta": beta, "seeds": int(group.seed.nunique())}
+    runs = runs.assign(order=runs.stage.map(list(OBJECTIVES).index)).sort_values(["order", "gamma", "beta"])
+    for (stage, gamma, beta), group in runs.groupby(["stage", "gamma", "beta"], sort=False, dropna=False):
+        row = {"objective": stage, "gamma": gamma, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
             values = group[key].astype(float).dropna()
             row[key] = float(values.mean()) if len(values) else float("nan")
@@ -410,11 +415,12 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
 def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
     """Page's L test per ``TRENDS`` metric that it moves the stated way as β grows, each seed a
-    block (``era_beta_curve.falls_with_beta``; only seeds that ran every β count; one-sided p).
-    Empty when fewer than two complete seeds or three βs."""
+    block (``era_beta_curve.falls_with_beta``; only seeds that ran every β count; one-sided p),
+    over ERA's main sweep (γ = ``SWEEP_GAMMA``). Empty when fewer than two complete seeds or
+    three βs."""
     from era_beta_curve import falls_with_beta
 
-    era = frame[frame.stage == "era"].assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
+    era = frame[(frame.stage == "era") & (frame.gamma == SWEEP_GAMMA)].assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
     rows = []
     for key, direction in TRENDS.items():
         signed = era.assign(**{key: era[key] * (-1 if direction == "rises" else 1)})
@@ -456,7 +462,7 @@ def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo
     and ERA's βs found for the seed)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
-    era = frame[frame.stage == "era"]
+    era = frame[(frame.stage == "era") & (frame.gamma == SWEEP_GAMMA)]
     origin = frame[frame.run == "reference"].assign(kl_to_reference=0.0, beta=0.0)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
@@ -507,7 +513,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="era, or dpo: the DPO baseline on the same pairs (--betas are then DPO's β)")
     p_run.add_argument("--betas", type=float, nargs="+", default=None,
                        help="ERA's βs (default 50 100 200 400); DPO's βs (required with --objective dpo)")
-    p_run.add_argument("--gamma", type=float, default=9.0)
+    p_run.add_argument("--gamma", type=float, default=SWEEP_GAMMA,
+                       help="ERA's γ (default 9, the main sweep; another γ is named _g<γ>)")
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p_run.add_argument("--eval-samples", type=int, default=2000)
     p_run.add_argument("--eval-seed", type=int, default=100)

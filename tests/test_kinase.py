@@ -163,7 +163,7 @@ def test_dpo_is_compared_with_era_at_the_same_mean_score_or_kl():
     rows = []
     for seed in (0, 1):
         for beta, score, validity, kl in [(50.0, 0.2, 0.8, 1.0), (100.0, 0.3, 0.7, 2.0), (200.0, 0.4, 0.6, 4.0)]:
-            rows.append({"run": f"era_b{beta}_s{seed}", "stage": "era", "beta": beta, "seed": seed,
+            rows.append({"run": f"era_b{beta}_s{seed}", "stage": "era", "beta": beta, "gamma": 9.0, "seed": seed,
                          "mean_score": score + 0.01 * seed, "validity": validity, "kl_to_reference": kl,
                          **{k: 1.0 for k in other}})
         rows.append({"run": f"dpo_b0.1_s{seed}", "stage": "dpo", "beta": 0.1, "seed": seed,
@@ -188,7 +188,7 @@ def test_dpo_is_compared_with_era_at_the_same_mean_score_or_kl():
     assert by_kl.loc["dpo_b1_s0", "path_points"] == 4
     # a path that rises and falls again is matched on its first crossing, not on a segment joining
     # βs that are not neighbours
-    bent = pd.DataFrame([{"run": f"era_b{b}_s0", "stage": "era", "beta": b, "seed": 0, "mean_score": m,
+    bent = pd.DataFrame([{"run": f"era_b{b}_s0", "stage": "era", "beta": b, "gamma": 9.0, "seed": 0, "mean_score": m,
                           "validity": v, "kl_to_reference": k, **{x: 1.0 for x in other}}
                          for b, m, v, k in [(50.0, 0.2, 0.9, 1.0), (100.0, 0.4, 0.7, 2.0), (400.0, 0.3, 0.5, 4.0)]]
                         + [{"run": "dpo_b1_s0", "stage": "dpo", "beta": 1.0, "seed": 0, "mean_score": 0.3,
@@ -203,6 +203,18 @@ def test_dpo_is_compared_with_era_at_the_same_mean_score_or_kl():
         kinase_era.at_matched(frame, "validity")
     by = kinase_era.across_seeds(frame)
     assert by.objective.tolist() == ["era", "era", "era", "dpo", "dpo"]
+    # an ERA run at another γ is summarised apart and is not part of the path DPO is matched on
+    off = pd.concat([frame, pd.DataFrame([{"run": "era_b75_g99_s0", "stage": "era", "beta": 75.0, "gamma": 99.0,
+                                           "seed": 0, "mean_score": 0.25, "validity": 0.0, "kl_to_reference": 1.5,
+                                           **{k: 1.0 for k in other}}])])
+    assert kinase_era.at_matched(off).set_index("run").loc["dpo_b0.1_s0", "era validity"] == pytest.approx(0.75)
+    assert len(kinase_era.across_seeds(off)) == 6
+
+
+def test_an_era_run_at_another_gamma_is_named_apart(tmp_path):
+    runs = kinase_era.plan("jnk3", [1000.0], [0], 99.0, tmp_path, tmp_path, "prior")
+    assert runs[1].name == "era_jnk3_b1000_g99_s0" and runs[1].gamma == 99.0
+    assert kinase_era.plan("jnk3", [100.0], [0], kinase_era.SWEEP_GAMMA, tmp_path, tmp_path, "prior")[1].name == "era_jnk3_b100_s0"
 
 
 def test_gsk3b_composes_over_the_jnk3_recipe_in_its_own_root(tmp_path):
