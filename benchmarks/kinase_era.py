@@ -5,7 +5,7 @@ ERA on U = −p(target) (JNK3, or GSK3β with ``--target gsk3b``), as one resuma
     python benchmarks/kinase_era.py run [--betas 50 100 200 400] [--seeds 0 1 2] [--dry-run]
     python benchmarks/kinase_era.py run --objective dpo --betas 0.1 1 [--seeds 0 1 2]  # the DPO baseline
     python benchmarks/kinase_era.py run --target gsk3b ...; table --target gsk3b       # GSK3β (runs/kinase_gsk3b)
-    python benchmarks/kinase_era.py table                                  # docs/results/kinase_jnk3.csv
+    python benchmarks/kinase_era.py table [--plot docs/img/kinase_jnk3_kl.png]   # docs/results/kinase_jnk3.csv
 
 ``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
 with ``--excape``, the ExCAPE JNK3/GSK3β classifier sets (``jnk3/all.txt``, ``gsk3/all.txt`` of
@@ -496,6 +496,45 @@ def matched_summary(matched: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
+    """Two panels against KL to the reference: mean score and validity. ERA's β path per seed
+    (from the reference, faint) and its mean over seeds per β (labelled), each DPO β's seeds and
+    mean, and ERA at any other γ — how far each objective moves for what it gains."""
+    from lightning_modules.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    reference = frame[frame.run == "reference"].assign(kl_to_reference=0.0, beta=0.0)
+    runs = frame[frame.stage.isin(list(OBJECTIVES))]
+    groups = [(f"ERA γ {g:g}", rows) for g, rows in runs[runs.stage == "era"].groupby("gamma")]
+    groups += [("DPO", runs[runs.stage == "dpo"])] if (runs.stage == "dpo").any() else []
+    for ax, key in zip(axes, ["mean_score", "validity"]):
+        for k, (label, rows) in enumerate(groups):
+            color = f"C{k}"
+            if label.startswith("ERA"):
+                for _, seed_rows in rows.groupby("seed"):
+                    seed_path = pd.concat([reference, seed_rows.sort_values("beta")])
+                    ax.plot(seed_path.kl_to_reference, seed_path[key], color=color, alpha=0.25, lw=0.8)
+            for beta, beta_rows in rows.groupby("beta"):
+                x, y = beta_rows.kl_to_reference.astype(float), beta_rows[key].astype(float)
+                ax.scatter(x, y, color=color, alpha=0.35, s=10)
+                ax.errorbar(x.mean(), y.mean(), xerr=x.sem() if len(x) > 1 else 0, yerr=y.sem() if len(y) > 1 else 0,
+                            color=color, marker="o" if label.startswith("ERA") else "s", ms=5, capsize=2)
+                ax.annotate(f"β {beta:g}", (x.mean(), y.mean()), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=color)
+            per_beta = rows.groupby("beta").seed.nunique()
+            seeds = f"{per_beta.min()}" if per_beta.min() == per_beta.max() else f"{per_beta.min()}–{per_beta.max()}"
+            ax.plot([], [], color=color, marker="o" if label.startswith("ERA") else "s",
+                    label=f"{label} ({seeds} seeds per β)")
+        if len(reference):
+            ax.scatter([0.0], reference[key].astype(float), color="k", marker="*", s=60, label="reference", zorder=3)
+        ax.set_xlabel("log π − log π_ref on the policy's samples (nats; top-k 5)")
+        ax.set_ylabel({"mean_score": f"mean p({target.upper()}) (invalid = 0)", "validity": "validity"}[key])
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{target.upper()}: ERA's β path and the DPO baseline, 2,000 samples per model")
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -524,6 +563,8 @@ def main(argv: list[str] | None = None) -> None:
     p_table.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
     p_table.add_argument("--root", type=Path, default=None, help="default: as for run")
     p_table.add_argument("--csv", type=Path, default=None, help="default: docs/results/kinase_<target>.csv")
+    p_table.add_argument("--plot", type=Path, default=None,
+                         help="also draw score and validity against KL (PNG), e.g. docs/img/kinase_jnk3_kl.png")
     args = parser.parse_args(argv)
     if args.command == "run" and args.betas is None:
         if args.objective != "era":
@@ -549,6 +590,8 @@ def main(argv: list[str] | None = None) -> None:
         if len(matched):
             matched.to_csv(args.csv.with_name(args.csv.stem + "_dpo_matched.csv"), index=False, float_format="%.4g")
             print(matched_summary(matched).T.to_string())
+        if args.plot:
+            print("plot:", plot_paths(frame, args.plot, args.target))
 
 
 if __name__ == "__main__":

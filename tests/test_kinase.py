@@ -226,3 +226,15 @@ def test_gsk3b_composes_over_the_jnk3_recipe_in_its_own_root(tmp_path):
     assert era.overrides[era.overrides.index("--model.init_args.novelty_reference") + 1].endswith("gsk3b_finetune_train.txt")
     # its prior and reference rows are scored on GSK3β, so they must not share JNK3's folder
     assert kinase_era.default_root("gsk3b") != kinase_era.default_root("jnk3")
+
+
+def test_the_path_plot_is_written(tmp_path):
+    rows = [{"run": "reference", "stage": "reference", "mean_score": 0.18, "validity": 0.7}]
+    for seed in (0, 1):
+        for k, beta in enumerate([50.0, 100.0]):
+            rows.append({"run": f"era_b{beta}_s{seed}", "stage": "era", "beta": beta, "gamma": 9.0, "seed": seed,
+                         "mean_score": 0.25 + 0.03 * k, "validity": 0.7 - 0.05 * k, "kl_to_reference": 1.0 + k})
+        rows.append({"run": f"dpo_b1_s{seed}", "stage": "dpo", "beta": 1.0, "gamma": np.nan, "seed": seed,
+                     "mean_score": 0.3, "validity": 0.72, "kl_to_reference": 1.5})
+    out = kinase_era.plot_paths(pd.DataFrame(rows), tmp_path / "img" / "paths.png")
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
