@@ -47,12 +47,16 @@ if [[ "$PHASES" == 1 ]]; then
   fit runs/pretrain/molgpt_chembl_cpu_continue configs/pretrain/molgpt_chembl_cpu.yaml configs/pretrain/molgpt_chembl_cpu_continue.yaml
   START=runs/pretrain/molgpt_chembl_cpu_continue/pretrained
 fi
-EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START")
+# the validity stage's folder names its start, so that a stage begun from the shipped model is
+# never resumed (its last.ckpt) on top of a further pretraining phase, or the other way round
+AFTER=$([[ "$PHASES" == 1 ]] && echo _after_continue || true)
 if [[ "$VARIANT" == online ]]; then
-  STAGE=runs/pretrain/molgpt_chembl_validity_cpu
+  STAGE=runs/pretrain/molgpt_chembl_validity_cpu$AFTER
+  EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
   fit "$STAGE" configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml
 else
-  STAGE=runs/pretrain/molgpt_chembl_validity_sft_cpu
+  STAGE=runs/pretrain/molgpt_chembl_validity_sft_cpu$AFTER
+  EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
   fit "$STAGE" configs/era/qed_chembl_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml \
     configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml
 fi
