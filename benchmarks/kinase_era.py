@@ -400,15 +400,15 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Per objective (ERA, then DPO), γ (ERA's; NaN for DPO) and β: seeds, and mean ± s.e. over
     seeds of each ``TRENDS`` metric."""
+    from seed_stats import mean_se
+
     rows = []
     runs = frame[frame.stage.isin(list(OBJECTIVES))]
     runs = runs.assign(order=runs.stage.map(list(OBJECTIVES).index)).sort_values(["order", "gamma", "beta"])
     for (stage, gamma, beta), group in runs.groupby(["stage", "gamma", "beta"], sort=False, dropna=False):
         row = {"objective": stage, "gamma": gamma, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
-            values = group[key].astype(float).dropna()
-            row[key] = float(values.mean()) if len(values) else float("nan")
-            row[f"{key} se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+            row[key], row[f"{key} se"] = mean_se(group[key])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -452,6 +452,13 @@ def _along_path(path: pd.DataFrame, on: str, target: float) -> pd.Series | None:
     return None
 
 
+def era_path(frame: pd.DataFrame, seed_rows: pd.DataFrame) -> pd.DataFrame:
+    """One seed's ERA path: the reference (row ``reference`` of ``frame``, as KL 0 and β 0: where
+    every run starts), then that seed's ERA rows ``seed_rows`` in increasing β."""
+    origin = frame[frame.run == "reference"].assign(kl_to_reference=0.0, beta=0.0)
+    return pd.concat([origin, seed_rows.sort_values("beta")])
+
+
 def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo") -> pd.DataFrame:
     """Each ``baseline`` run beside ERA at the same ``on`` (mean score, or KL to the reference) on
     its seed. ERA's path on that seed runs from the reference (row ``reference``, KL 0: where
@@ -463,10 +470,9 @@ def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
     era = frame[(frame.stage == "era") & (frame.gamma == SWEEP_GAMMA)]
-    origin = frame[frame.run == "reference"].assign(kl_to_reference=0.0, beta=0.0)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
-        path = pd.concat([origin, era[era.seed == run.seed].sort_values("beta")])
+        path = era_path(frame, era[era.seed == run.seed])
         mine = pd.to_numeric(run[MATCHED], errors="coerce")
         found = _along_path(path, on, mine[on]) if np.isfinite(mine[on]) else None
         row = {"matched_on": on, "run": run.run, "objective": baseline, "beta": run.beta, "seed": run.seed,
@@ -480,17 +486,17 @@ def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo
 
 def matched_summary(matched: pd.DataFrame) -> pd.DataFrame:
     """Per matching and baseline β: the seeds matched, and per metric the mean paired difference
-    (baseline − ERA) ± s.e. with a two-sided paired t-test p (NaN under two pairs)."""
-    from scipy import stats
+    (baseline − ERA) ± s.e. with a two-sided paired t-test p (NaN under two pairs, for the
+    matched quantity itself, and when the differences do not vary)."""
+    from seed_stats import mean_se, paired
 
     rows = []
     for (on, beta), group in matched.groupby(["matched_on", "beta"], sort=True):
         row = {"matched_on": on, "beta": beta, "pairs": int(group["era validity"].notna().sum())}
         for key in MATCHED:
             diff = group[f"diff {key}"].dropna()
-            row[f"diff {key}"] = float(diff.mean()) if len(diff) else float("nan")
-            row[f"diff {key} se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-            row[f"diff {key} p"] = (float(stats.ttest_1samp(diff, 0.0).pvalue)
+            row[f"diff {key}"], row[f"diff {key} se"] = mean_se(diff)
+            row[f"diff {key} p"] = (paired(diff.to_numpy())["t_p"]
                                     if len(diff) > 1 and key != on and diff.std() > 0 else float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -504,7 +510,7 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    reference = frame[frame.run == "reference"].assign(kl_to_reference=0.0, beta=0.0)
+    reference = frame[frame.run == "reference"]
     runs = frame[frame.stage.isin(list(OBJECTIVES))]
     groups = [(f"ERA γ {g:g}", rows) for g, rows in runs[runs.stage == "era"].groupby("gamma")]
     groups += [("DPO", runs[runs.stage == "dpo"])] if (runs.stage == "dpo").any() else []
@@ -513,7 +519,7 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
             color = f"C{k}"
             if label.startswith("ERA"):
                 for _, seed_rows in rows.groupby("seed"):
-                    seed_path = pd.concat([reference, seed_rows.sort_values("beta")])
+                    seed_path = era_path(frame, seed_rows)
                     ax.plot(seed_path.kl_to_reference, seed_path[key], color=color, alpha=0.25, lw=0.8)
             for beta, beta_rows in rows.groupby("beta"):
                 x, y = beta_rows.kl_to_reference.astype(float), beta_rows[key].astype(float)

@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from seed_stats import mean_se, paired  # noqa: E402  (benchmarks/, beside this file)
+
 #: each task's configs under configs/multi_objective, in order (a base, then its variant's override)
 TASK_CONFIGS = {"qm9_tri": ["qm9_tri.yaml"], "dna_3cell": ["dna_3cell.yaml"],
                 "qm9_tri_in_domain": ["qm9_tri.yaml", "in_domain.yaml"]}
@@ -254,13 +256,6 @@ def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame.step == last]
 
 
-def _mean_se(values: pd.Series) -> tuple[float, float]:
-    values = values.dropna().astype(float)
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-
-
 SUMMARY_COLUMNS = ["average_reward", "reward_sd", "balance_cv", "icv", "kl", "samples/validity",
                    "samples/uniqueness", "samples/intdiv1", "samples/outside_domain", "oracle_calls", "expert_updates",
                    "run_wall_s"]
@@ -275,24 +270,10 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         row = {"task": task, "method": method, "w": w, "seeds": int(group.seed.nunique()), "step": int(group.step.max()),
                "precision": ",".join(sorted(set(map(str, group.get("precision", pd.Series(["?"])))))) }
         for column in columns:
-            row[column], row[f"{column} se"] = _mean_se(group[column])
+            row[column], row[f"{column} se"] = mean_se(group[column])
             row[f"{column} n"] = int(pd.to_numeric(group[column], errors="coerce").notna().sum())
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _paired(diff: np.ndarray) -> dict:
-    """Summary of paired differences (this method − the other, one per seed): mean, wins, and the
-    two-sided paired t-test and Wilcoxon signed-rank p-values (NaN with fewer than 2 pairs, or
-    when every difference is 0)."""
-    from scipy import stats
-
-    out = {"mean_diff": float(diff.mean()) if len(diff) else float("nan"), "wins": int((diff > 0).sum()),
-           "t_p": float("nan"), "wilcoxon_p": float("nan")}
-    if len(diff) >= 2 and np.any(diff != 0):
-        out["t_p"] = float(stats.ttest_1samp(diff, 0.0).pvalue)  # = the paired t-test on the two columns
-        out["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
-    return out
 
 
 def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("rs", "morlhf", "supervised"),
@@ -312,7 +293,7 @@ def paired_tests(frame: pd.DataFrame, column: str = "average_reward", against=("
                 continue
             diff = (mine.loc[seeds] - theirs.loc[seeds]).to_numpy(dtype=float)
             rows.append({"task": task, "w": w, "comparison": f"{method} - {other}", "metric": column,
-                         "pairs": len(seeds), **_paired(diff)})
+                         "pairs": len(seeds), **paired(diff)})
     return pd.DataFrame(rows)
 
 
@@ -339,7 +320,7 @@ def matched_kl_tests(frame: pd.DataFrame, column: str = "average_reward", agains
                 kls.append(float(row.kl))
             rows.append({"task": task, "w": w, "comparison": f"{method} - {other} at {method}'s final KL",
                          "metric": column, "pairs": len(diffs), "kl_mean": float(np.mean(kls)) if kls else float("nan"),
-                         **_paired(np.asarray(diffs))})
+                         **paired(np.asarray(diffs))})
     return pd.DataFrame(rows)
 
 
