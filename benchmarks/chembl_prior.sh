@@ -52,14 +52,14 @@ fi
 AFTER=$([[ "$PHASES" == 1 ]] && echo _after_continue || true)
 if [[ "$VARIANT" == online ]]; then
   STAGE=runs/pretrain/molgpt_chembl_validity_cpu$AFTER
-  EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
-  fit "$STAGE" configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml
+  CONFIGS=(configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml)
 else
   STAGE=runs/pretrain/molgpt_chembl_validity_sft_cpu$AFTER
-  EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
-  fit "$STAGE" configs/era/qed_chembl_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml \
-    configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml
+  CONFIGS=(configs/era/qed_chembl_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml
+           configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml)
 fi
+EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
+fit "$STAGE" "${CONFIGS[@]}"
 
 STAGE="$STAGE" "$PY" - <<'EOF'
 import os
