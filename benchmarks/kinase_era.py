@@ -4,6 +4,7 @@ ERA on U = −p(target) (JNK3, or GSK3β with ``--target gsk3b``), as one resuma
     python benchmarks/kinase_era.py sets [--excape /path/to/jnk3_gsk3b]   # score, write the sets
     python benchmarks/kinase_era.py run [--betas 50 100 200 400] [--seeds 0 1 2] [--dry-run]
     python benchmarks/kinase_era.py run --objective dpo --betas 0.1 1 [--seeds 0 1 2]  # the DPO baseline
+    python benchmarks/kinase_era.py run --mode online [--betas ...]     # online ERA (or DPO): its own rounds
     python benchmarks/kinase_era.py run --target gsk3b ...; table --target gsk3b       # GSK3β (runs/kinase_gsk3b)
     python benchmarks/kinase_era.py table [--plot docs/img/kinase_jnk3_kl.png]   # docs/results/kinase_jnk3.csv
 
@@ -38,6 +39,13 @@ learning rate. ``table`` then also writes ``<csv stem>_dpo_matched.csv``: each D
 ERA at the same mean score on its seed (ERA's metrics interpolated between its βs) — the
 comparison at matched energy — and at the same KL to the reference, and prints the paired
 differences (mean ± s.e., t-test p).
+
+``run --mode online`` runs the same objective online (``configs/kinase/jnk3_era_online.yaml``
+composed last: 256 fresh samples from the current policy every 10 steps; runs
+``era_online_{target}_b{β}_s{seed}``, stage ``era_online``; ``dpo_online_*`` with
+``--objective dpo``). ``table`` summarises and trend-tests each stage apart and writes, per
+baseline stage, ``<csv stem>_<stage>_matched.csv`` against offline ERA's path (so
+``_dpo_matched.csv`` and ``_era_online_matched.csv``).
 """
 
 from __future__ import annotations
@@ -279,6 +287,9 @@ STAGE_CONFIGS = {
     "gsk3b": {"finetune": ["configs/kinase/jnk3_finetune.yaml", "configs/kinase/gsk3b_finetune.yaml"],
               "era": ["configs/kinase/jnk3_era.yaml", "configs/kinase/gsk3b_era.yaml"]},
 }
+#: ``run --mode online``: composed last over a target's alignment configs (fresh samples from the
+#: current policy every few steps instead of one set from the reference).
+ONLINE_CONFIG = "configs/kinase/jnk3_era_online.yaml"
 
 
 def default_root(target: str) -> Path:
@@ -293,15 +304,20 @@ SWEEP_GAMMA = 9.0
 
 #: The pair objectives ``run --objective`` sweeps: ERA (β, γ) and the DPO baseline (its own β).
 OBJECTIVES = {"era": "lightning_modules.pair_losses.ERA", "dpo": "lightning_modules.pair_losses.DPO"}
+#: The alignment stages a run can be: each objective offline (its name) or online (``<name>_online``).
+STAGES = [*OBJECTIVES, *(f"{o}_online" for o in OBJECTIVES)]
 
 
 def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: Path, sets: Path,
-         prior: str, objective: str = "era") -> list[Run]:
+         prior: str, objective: str = "era", online: bool = False) -> list[Run]:
     """The fine-tuning run, then ``objective`` (ERA, or the DPO baseline) for every (β, seed); the
     offline sample set is per seed and shared by every β and objective of that seed, so ERA and DPO
-    train on the same pairs."""
+    train on the same pairs. ``online``: each run draws its own rounds from its current policy
+    (``ONLINE_CONFIG``; stage and name ``<objective>_online``), with the same β, γ, steps, pairs
+    per step, learning rate and invalid term."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
+    stage = f"{objective}_online" if online else objective
     pretrained = lambda path: json.dumps({"class_path": "networks.architectures.Pretrained",  # noqa: E731
                                           "init_args": {"path": str(path)}})
     finetuned = root / f"finetune_{target}" / "pretrained"
@@ -322,12 +338,13 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
                 loss = ["--model.init_args.objective",
                         json.dumps({"class_path": OBJECTIVES[objective], "init_args": {"beta": beta}})]
             other_gamma = f"_g{gamma:g}" if objective == "era" and gamma != SWEEP_GAMMA else ""
-            name = f"{objective}_{target}_b{beta:g}{other_gamma}_s{seed}"
-            runs.append(Run(name, objective, [*base["era"], *STAGE_CONFIGS[target]["era"]], [
+            name = f"{stage}_{target}_b{beta:g}{other_gamma}_s{seed}"
+            samples = [] if online else [  # the offline set shared by the seed's runs
+                "--model.init_args.dataset_path", str(root / f"era_{target}_samples_s{seed}.parquet")]
+            runs.append(Run(name, stage, [*base["era"], *STAGE_CONFIGS[target]["era"], *([ONLINE_CONFIG] if online else [])], [
                 "--seed_everything", str(seed), "--model.init_args.seed", str(seed), *loss,
                 "--model.init_args.policy", pretrained(finetuned),
-                "--model.init_args.tokenizer", str(finetuned),
-                "--model.init_args.dataset_path", str(root / f"era_{target}_samples_s{seed}.parquet"),
+                "--model.init_args.tokenizer", str(finetuned), *samples,
                 "--model.init_args.novelty_reference", str(sets / f"{target}_finetune_train.txt"),
             ], beta=beta, gamma=gamma if objective == "era" else float("nan"), seed=seed))
     return runs
@@ -356,7 +373,8 @@ def run_all(args) -> None:
     for t in (f"{args.target}_finetune_train.txt", f"{args.target}_known_actives.txt"):
         if not (sets / t).is_file():
             raise SystemExit(f"{sets / t} is missing: run `python benchmarks/kinase_era.py sets` first")
-    runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior, args.objective)
+    runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior, args.objective,
+                args.mode == "online")
     prior = Path(args.prior)
     finetuned = args.root / f"finetune_{args.target}" / "pretrained"
     if not args.dry_run:
@@ -385,7 +403,7 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     if not rows:
         raise SystemExit(f"no */eval.json under {root}")
     frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-    order = {"prior": 0, "reference": 1, "finetune": 2, "era": 3, "dpo": 4}
+    order = {"prior": 0, "reference": 1, "finetune": 2, **{stage: 3 + k for k, stage in enumerate(STAGES)}}
     frame = frame.sort_values(["stage", "beta", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
     csv.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv, index=False, float_format="%.4g")
@@ -398,13 +416,13 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
 
 
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per objective (ERA, then DPO), γ (ERA's; NaN for DPO) and β: seeds, and mean ± s.e. over
-    seeds of each ``TRENDS`` metric."""
+    """Per stage (``STAGES``: ERA, DPO, then each online), γ (ERA's; NaN for DPO) and β: seeds,
+    and mean ± s.e. over seeds of each ``TRENDS`` metric."""
     from seed_stats import mean_se
 
     rows = []
-    runs = frame[frame.stage.isin(list(OBJECTIVES))]
-    runs = runs.assign(order=runs.stage.map(list(OBJECTIVES).index)).sort_values(["order", "gamma", "beta"])
+    runs = frame[frame.stage.isin(STAGES)]
+    runs = runs.assign(order=runs.stage.map(STAGES.index)).sort_values(["order", "gamma", "beta"])
     for (stage, gamma, beta), group in runs.groupby(["stage", "gamma", "beta"], sort=False, dropna=False):
         row = {"objective": stage, "gamma": gamma, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
@@ -416,18 +434,20 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
     """Page's L test per ``TRENDS`` metric that it moves the stated way as β grows, each seed a
     block (``era_beta_curve.falls_with_beta``; only seeds that ran every β count; one-sided p),
-    over ERA's main sweep (γ = ``SWEEP_GAMMA``). Empty when fewer than two complete seeds or
-    three βs."""
+    over ERA's main sweep (γ = ``SWEEP_GAMMA``), offline (stage ``era``) and online
+    (``era_online``) apart. A stage without two complete seeds and three βs has no rows."""
     from era_beta_curve import falls_with_beta
 
-    era = frame[(frame.stage == "era") & (frame.gamma == SWEEP_GAMMA)].assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
     rows = []
-    for key, direction in TRENDS.items():
-        signed = era.assign(**{key: era[key] * (-1 if direction == "rises" else 1)})
-        result = falls_with_beta(signed, key)
-        if result is not None:
-            rows.append({"metric": key, "direction": direction, **{k: v for k, v in result.items() if k != "key"}})
-    return pd.DataFrame(rows, columns=["metric", "direction", "L", "pvalue", "seeds", "betas"])
+    for stage in ("era", "era_online"):
+        era = frame[(frame.stage == stage) & (frame.gamma == SWEEP_GAMMA)].assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
+        for key, direction in TRENDS.items():
+            signed = era.assign(**{key: era[key] * (-1 if direction == "rises" else 1)})
+            result = falls_with_beta(signed, key)
+            if result is not None:
+                rows.append({"stage": stage, "metric": key, "direction": direction,
+                             **{k: v for k, v in result.items() if k != "key"}})
+    return pd.DataFrame(rows, columns=["stage", "metric", "direction", "L", "pvalue", "seeds", "betas"])
 
 
 #: Metrics the DPO baseline is compared on against ERA, at the same mean score or the same KL.
@@ -511,9 +531,11 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     reference = frame[frame.run == "reference"]
-    runs = frame[frame.stage.isin(list(OBJECTIVES))]
+    runs = frame[frame.stage.isin(STAGES)]
     groups = [(f"ERA γ {g:g}", rows) for g, rows in runs[runs.stage == "era"].groupby("gamma")]
     groups += [("DPO", runs[runs.stage == "dpo"])] if (runs.stage == "dpo").any() else []
+    groups += [(f"ERA online γ {g:g}", rows) for g, rows in runs[runs.stage == "era_online"].groupby("gamma")]
+    groups += [("DPO online", runs[runs.stage == "dpo_online"])] if (runs.stage == "dpo_online").any() else []
     for ax, key in zip(axes, ["mean_score", "validity"]):
         for k, (label, rows) in enumerate(groups):
             color = f"C{k}"
@@ -537,7 +559,7 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
         ax.set_xlabel("log π − log π_ref on the policy's samples (nats; top-k 5)")
         ax.set_ylabel({"mean_score": f"mean p({target.upper()}) (invalid = 0)", "validity": "validity"}[key])
         ax.legend(fontsize=8)
-    fig.suptitle(f"{target.upper()}: ERA's β path and the DPO baseline, 2,000 samples per model")
+    fig.suptitle(f"{target.upper()}: ERA's β path and the baselines, 2,000 samples per model")
     return save_figure(fig, path)
 
 
@@ -558,6 +580,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="era, or dpo: the DPO baseline on the same pairs (--betas are then DPO's β)")
     p_run.add_argument("--betas", type=float, nargs="+", default=None,
                        help="ERA's βs (default 50 100 200 400); DPO's βs (required with --objective dpo)")
+    p_run.add_argument("--mode", choices=["offline", "online"], default="offline",
+                       help="online: fresh samples from the current policy every 10 steps (runs <objective>_online_*)")
     p_run.add_argument("--gamma", type=float, default=SWEEP_GAMMA,
                        help="ERA's γ (default 9, the main sweep; another γ is named _g<γ>)")
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -592,10 +616,13 @@ def main(argv: list[str] | None = None) -> None:
         trends.to_csv(args.csv.with_name(args.csv.stem + "_trend.csv"), index=False, float_format="%.4g")
         print(summary.to_string(index=False))
         print(trends.to_string(index=False) if len(trends) else "trend tests: need 2 seeds with every β")
-        matched = pd.concat([at_matched(frame, on) for on in MATCH_ON], ignore_index=True)
-        if len(matched):
-            matched.to_csv(args.csv.with_name(args.csv.stem + "_dpo_matched.csv"), index=False, float_format="%.4g")
-            print(matched_summary(matched).T.to_string())
+        for baseline in STAGES[1:]:  # each against offline ERA's path: <stem>_<stage>_matched.csv
+            matched = pd.concat([at_matched(frame, on, baseline) for on in MATCH_ON], ignore_index=True)
+            if len(matched):
+                matched.to_csv(args.csv.with_name(f"{args.csv.stem}_{baseline}_matched.csv"), index=False,
+                               float_format="%.4g")
+                print(f"{baseline} − offline ERA, matched:")
+                print(matched_summary(matched).T.to_string())
         if args.plot:
             print("plot:", plot_paths(frame, args.plot, args.target))
 

@@ -238,3 +238,41 @@ def test_the_path_plot_is_written(tmp_path):
                      "mean_score": 0.3, "validity": 0.72, "kl_to_reference": 1.5})
     out = kinase_era.plot_paths(pd.DataFrame(rows), tmp_path / "img" / "paths.png")
     assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_online_runs_draw_their_own_rounds_with_the_offline_recipe(tmp_path):
+    """--mode online composes the online config last, has no shared offline sample set, and is a
+    stage of its own: summarised, trend-tested and matched against offline ERA apart."""
+    online = kinase_era.plan("jnk3", [100.0], [0], 9.0, tmp_path, tmp_path, "prior", online=True)[1]
+    offline = kinase_era.plan("jnk3", [100.0], [0], 9.0, tmp_path, tmp_path, "prior")[1]
+    assert online.name == "era_online_jnk3_b100_s0" and online.stage == "era_online"
+    assert online.configs == [*offline.configs, kinase_era.ONLINE_CONFIG] and (ROOT / kinase_era.ONLINE_CONFIG).is_file()
+    assert "--model.init_args.dataset_path" not in online.overrides
+    # everything else the offline run is told, the online run is told too
+    shared = [x for x in offline.overrides if "dataset_path" not in x and "samples_s0.parquet" not in x]
+    assert online.overrides == shared
+    dpo = kinase_era.plan("jnk3", [1.0], [2], 9.0, tmp_path, tmp_path, "prior", "dpo", online=True)[1]
+    assert dpo.name == "dpo_online_jnk3_b1_s2" and dpo.stage == "dpo_online"
+
+    rows = [{"run": "reference", "stage": "reference", "mean_score": 0.1, "validity": 0.7, "kl_to_reference": 0.0}]
+    for stage, lift in (("era", 0.0), ("era_online", 0.2)):
+        for seed in (0, 1):
+            for k, beta in enumerate([50.0, 100.0, 200.0]):
+                rows.append({"run": f"{stage}_b{beta}_s{seed}", "stage": stage, "beta": beta, "gamma": 9.0,
+                             "seed": seed, "mean_score": 0.2 + 0.1 * k, "frac_above_0.5": 0.2 + 0.1 * k,
+                             "validity": 0.7 + lift - 0.05 * k, "intdiv1": 0.8, "kl_to_reference": 1.0 + k,
+                             "uniqueness": 1.0, "nearest_active_sim_median": 0.3})
+    frame = pd.DataFrame(rows)
+    tests = kinase_era.trend_tests(frame)
+    assert set(tests.stage) == {"era", "era_online"} and len(tests) == 2 * len(kinase_era.TRENDS)
+    assert kinase_era.across_seeds(frame).objective.tolist() == ["era"] * 3 + ["era_online"] * 3
+    matched = kinase_era.at_matched(frame, "mean_score", "era_online").set_index("run")
+    assert matched.loc["era_online_b100.0_s0", "diff validity"] == pytest.approx(0.2)  # same score, +0.2 valid
+    table_dir = tmp_path / "table"
+    for row in rows[::-1]:
+        (table_dir / row["run"]).mkdir(parents=True)
+        (table_dir / row["run"] / "eval.json").write_text(json.dumps(row))
+    ordered = kinase_era.table(table_dir, tmp_path / "out.csv")
+    assert ordered.stage.tolist() == ["reference"] + ["era"] * 6 + ["era_online"] * 6
+    out = kinase_era.plot_paths(frame, tmp_path / "online.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
