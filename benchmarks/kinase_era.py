@@ -6,6 +6,7 @@ ERA on U = −p(target) (JNK3, or GSK3β with ``--target gsk3b``), as one resuma
     python benchmarks/kinase_era.py run --objective dpo --betas 0.1 1 [--seeds 0 1 2]  # the DPO baseline
     python benchmarks/kinase_era.py run --mode online [--betas ...]     # online ERA (or DPO): its own rounds
     python benchmarks/kinase_era.py run --target gsk3b ...; table --target gsk3b       # GSK3β (runs/kinase_gsk3b)
+    python benchmarks/kinase_era.py run --target dual ...; table --target dual         # both (runs/kinase_dual)
     python benchmarks/kinase_era.py table [--plot docs/img/kinase_jnk3_kl.png]   # docs/results/kinase_jnk3.csv
 
 ``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
@@ -40,6 +41,12 @@ ERA at the same mean score on its seed (ERA's metrics interpolated between its �
 comparison at matched energy — and at the same KL to the reference, and prints the paired
 differences (mean ± s.e., t-test p).
 
+``--target dual`` is the paper's multi-property target: fine-tuning on the molecules above 0.5
+on both kinases (``dual_finetune_*.txt``, written by ``sets``), ERA on U = −(p(JNK3) + p(GSK3β))/2
+(``configs/era/tasks/dual.yaml``); its ``mean_score`` is that mean, its ``frac_above_0.5`` the
+fraction of samples above 0.5 on both, and every row carries each kinase's mean (``mean_jnk3``,
+``mean_gsk3b``); novelty and nearest-active similarity are against either kinase's known actives.
+
 ``run --mode online`` runs the same objective online (``configs/kinase/jnk3_era_online.yaml``
 composed last: 256 fresh samples from the current policy every 10 steps; runs
 ``era_online_{target}_b{β}_s{seed}``, stage ``era_online``; ``dpo_online_*`` with
@@ -66,13 +73,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 TARGETS = ("jnk3", "gsk3b")
+#: The dual target (the paper's multi-property one): both kinases at once. Its fine-tuning set is
+#: the molecules above 0.5 on both; U = −(p(JNK3) + p(GSK3β))/2 (configs/era/tasks/dual.yaml); its
+#: "fraction above 0.5" counts samples above 0.5 on both (RationaleRL's dual success); its known
+#: actives are either kinase's.
+DUAL = "dual"
 THRESHOLD = 0.5
 PAPER_COUNTS = {"jnk3": 7386, "gsk3b": 43381}
 EXCAPE_FILES = {"jnk3": ("jnk3/all.txt", "jnk3"), "gsk3b": ("gsk3/all.txt", "gsk3")}
 CSV_COLUMNS = ["run", "stage", "beta", "gamma", "seed", "step", "n_samples", "top_k", "mean_score",
                "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
                "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median",
-               "nearest_active_sim_q90", "model"]
+               "nearest_active_sim_q90", "mean_jnk3", "mean_gsk3b", "model"]
 
 
 # ------------------------------------------------------------------------------------------ sets
@@ -80,6 +92,19 @@ def oracle(target: str):
     from oracles.tdc_forest import GSK3B, JNK3
 
     return {"jnk3": JNK3, "gsk3b": GSK3B}[target]()
+
+
+def target_scores(smiles: list[str], target: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Per sample: the target's score (the mean of both kinases' for ``dual``), whether it counts
+    as above the threshold (both kinases above it for ``dual``), and each kinase's probability —
+    invalid strings at 0, TDC's score for them."""
+    per = {}
+    for t in TARGETS:
+        values = oracle(t)(smiles).values[t]
+        per[t] = np.where(np.isfinite(values), values, 0.0)
+    if target == DUAL:
+        return (per["jnk3"] + per["gsk3b"]) / 2, (per["jnk3"] > THRESHOLD) & (per["gsk3b"] > THRESHOLD), per
+    return per[target], per[target] > THRESHOLD, per
 
 
 def canonical_unique(smiles) -> list[str]:
@@ -186,8 +211,23 @@ def make_sets(out: Path, excape: Path | None, held_out: float = 0.1, seed: int =
             labelled = scores[(scores["source"] == f"excape_{t}")]
             counts[t]["excape_label1_above"] = int(((labelled[f"label_{t}"] == 1) & (labelled[t] > THRESHOLD)).sum())
             counts[t]["excape_label1"] = int((table["label"] == 1).sum())
+    counts[DUAL] = make_dual_set(scores, out, held_out, seed)
     (out / "sets.json").write_text(json.dumps(counts, indent=1) + "\n")
     return counts
+
+
+def make_dual_set(scores: pd.DataFrame, out: Path, held_out: float = 0.1, seed: int = 0) -> dict:
+    """The dual target's files in ``out`` from the scored molecules (``scores.csv.gz``'s columns
+    ``smiles``, ``jnk3``, ``gsk3b``): the molecules above the threshold on both kinases, split as
+    the single targets, and either kinase's known actives (their files must exist). Its counts."""
+    both = scores.loc[(scores["jnk3"] > THRESHOLD) & (scores["gsk3b"] > THRESHOLD), "smiles"].tolist()
+    train, held = split_set(both, held_out, seed)
+    write_lines(out / f"{DUAL}_finetune_train.txt", train)
+    write_lines(out / f"{DUAL}_finetune_heldout.txt", held)
+    known = sorted(set(read_lines(out / "jnk3_known_actives.txt")) | set(read_lines(out / "gsk3b_known_actives.txt")))
+    write_lines(out / f"{DUAL}_known_actives.txt", known)
+    return {"finetune_set": len(set(both)), "train": len(train), "held_out": len(held),
+            "known_actives": len(known), "known_actives_from": "either kinase's known actives"}
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -227,8 +267,7 @@ def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[s
     ref_lp = scoring_logprob(reference, batch.input_ids, batch.attention_mask)
     canon = [canonical_smiles(s) for s in batch.texts]
     valid = [c for c in canon if c is not None]
-    scores = oracle(target)(batch.texts).values[target]
-    scores = np.where(np.isfinite(scores), scores, 0.0)  # TDC's score for an invalid string
+    scores, above, per_kinase = target_scores(batch.texts, target)
     intdiv = InternalDiversity()
     intdiv.update(valid)
     novelty = {}
@@ -239,13 +278,13 @@ def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[s
     distinct = list(dict.fromkeys(valid))
     sims = nearest_similarity(distinct, actives)
     return {"n_samples": n, "top_k": top_k or 0, "mean_score": float(scores.mean()),
-            "frac_above_0.5": float((scores > THRESHOLD).mean()),
+            "frac_above_0.5": float(above.mean()),
             **validity_and_uniqueness(batch.texts), "intdiv1": float(intdiv.compute()),
             "kl_to_reference": float((batch.model_logprobs - ref_lp).mean()),
             "novelty_vs_finetune": novelty["finetune"], "novelty_vs_known_actives": novelty["known_actives"],
             "nearest_active_sim_median": float(np.median(sims)) if len(sims) else float("nan"),
             "nearest_active_sim_q90": float(np.quantile(sims, 0.9)) if len(sims) else float("nan"),
-            "model": str(model_dir)}
+            **{f"mean_{t}": float(v.mean()) for t, v in per_kinase.items()}, "model": str(model_dir)}
 
 
 # ----------------------------------------------------------------------------------------- runs
@@ -286,6 +325,8 @@ STAGE_CONFIGS = {
     "jnk3": {"finetune": ["configs/kinase/jnk3_finetune.yaml"], "era": ["configs/kinase/jnk3_era.yaml"]},
     "gsk3b": {"finetune": ["configs/kinase/jnk3_finetune.yaml", "configs/kinase/gsk3b_finetune.yaml"],
               "era": ["configs/kinase/jnk3_era.yaml", "configs/kinase/gsk3b_era.yaml"]},
+    DUAL: {"finetune": ["configs/kinase/jnk3_finetune.yaml", "configs/kinase/dual_finetune.yaml"],
+           "era": ["configs/kinase/jnk3_era.yaml", "configs/kinase/dual_era.yaml"]},
 }
 #: ``run --mode online``: composed last over a target's alignment configs (fresh samples from the
 #: current policy every few steps instead of one set from the reference).
@@ -557,7 +598,8 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
         if len(reference):
             ax.scatter([0.0], reference[key].astype(float), color="k", marker="*", s=60, label="reference", zorder=3)
         ax.set_xlabel("log π − log π_ref on the policy's samples (nats; top-k 5)")
-        ax.set_ylabel({"mean_score": f"mean p({target.upper()}) (invalid = 0)", "validity": "validity"}[key])
+        score = "mean (p(JNK3) + p(GSK3β)) / 2" if target == DUAL else f"mean p({target.upper()})"
+        ax.set_ylabel({"mean_score": f"{score} (invalid = 0)", "validity": "validity"}[key])
         ax.legend(fontsize=8)
     fig.suptitle(f"{target.upper()}: ERA's β path and the baselines, 2,000 samples per model")
     return save_figure(fig, path)

@@ -33,15 +33,20 @@ def _id(args) -> str:
 
 
 def _documented_command(p: Path) -> list[str] | None:
-    """An override elsewhere (no model of its own) is tested as the command its header gives:
-    ``#   python main.py fit --config BASE --config … --config THIS`` (without one: alone)."""
+    """An override elsewhere is tested as the command its header gives:
+    ``#   python main.py fit --config BASE --config … --config THIS`` (without one: alone). That
+    holds for an override that swaps the module class too (an online variant over an offline
+    recipe: its other arguments come from the files under it)."""
     import shlex
 
-    if p.parent.name in PRESET_DIRS or "class_path" in ((yaml.safe_load(p.read_text()) or {}).get("model") or {}):
+    if p.parent.name in PRESET_DIRS:
         return None
+    whole = "class_path" in ((yaml.safe_load(p.read_text()) or {}).get("model") or {})
     for line in p.read_text().splitlines():
         if line.startswith("#") and "python main.py fit" in line and p.relative_to(ROOT).as_posix() in line:
             words = shlex.split(line.split("python main.py fit", 1)[1])
+            if whole and words.count("--config") < 2:  # a whole config: parsed alone
+                return None
             return [str(ROOT / w) if k and words[k - 1] == "--config" else w for k, w in enumerate(words)]
     return None  # parsed alone, as before
 

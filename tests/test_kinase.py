@@ -276,3 +276,31 @@ def test_online_runs_draw_their_own_rounds_with_the_offline_recipe(tmp_path):
     assert ordered.stage.tolist() == ["reference"] + ["era"] * 6 + ["era_online"] * 6
     out = kinase_era.plot_paths(frame, tmp_path / "online.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dual_target_counts_samples_above_on_both_kinases(tmp_path):
+    """The dual set is the molecules above 0.5 on both; its score is the kinases' mean and its
+    'above' needs both; its runs compose its own configs over the JNK3 recipe."""
+    ref = pd.read_csv(REFERENCE)
+    smiles = ref["smiles"].tolist()
+    score, above, per = kinase_era.target_scores(smiles + ["not-a-smiles"], "dual")
+    assert np.allclose(per["jnk3"][:-1], ref["jnk3"], atol=1e-9) and np.allclose(per["gsk3b"][:-1], ref["gsk3b"], atol=1e-9)
+    assert per["jnk3"][-1] == 0.0 and score[-1] == 0.0 and not above[-1]
+    assert np.allclose(score[:-1], (ref["jnk3"] + ref["gsk3b"]) / 2)
+    assert above[:-1].tolist() == ((ref["jnk3"] > 0.5) & (ref["gsk3b"] > 0.5)).tolist()
+    single, single_above, _ = kinase_era.target_scores(smiles, "gsk3b")
+    assert np.allclose(single, ref["gsk3b"]) and single_above.tolist() == (ref["gsk3b"] > 0.5).tolist()
+
+    frame = pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "CCCl"], "jnk3": [0.9, 0.9, 0.2, 0.6],
+                          "gsk3b": [0.7, 0.3, 0.9, 0.51]})
+    kinase_era.write_lines(tmp_path / "jnk3_known_actives.txt", ["CCO"])
+    kinase_era.write_lines(tmp_path / "gsk3b_known_actives.txt", ["CCC", "CCO"])
+    counts = kinase_era.make_dual_set(frame, tmp_path, held_out=0.0)
+    assert kinase_era.read_lines(tmp_path / "dual_finetune_train.txt") == ["CCCl", "CCO"]
+    assert kinase_era.read_lines(tmp_path / "dual_known_actives.txt") == ["CCC", "CCO"]
+    assert counts["finetune_set"] == 2 and counts["known_actives"] == 2
+
+    finetune, era = kinase_era.plan("dual", [100.0], [0], 9.0, tmp_path / "root", tmp_path, "prior")
+    assert finetune.configs[-1] == "configs/kinase/dual_finetune.yaml" and era.configs[-1] == "configs/kinase/dual_era.yaml"
+    assert "configs/era/tasks/dual.yaml" in era.configs and all((ROOT / c).is_file() for c in finetune.configs + era.configs)
+    assert kinase_era.default_root("dual") == ROOT / "runs" / "kinase_dual"
