@@ -81,7 +81,7 @@ DUAL = "dual"
 THRESHOLD = 0.5
 PAPER_COUNTS = {"jnk3": 7386, "gsk3b": 43381}
 EXCAPE_FILES = {"jnk3": ("jnk3/all.txt", "jnk3"), "gsk3b": ("gsk3/all.txt", "gsk3")}
-CSV_COLUMNS = ["run", "stage", "beta", "gamma", "seed", "step", "n_samples", "top_k", "mean_score",
+CSV_COLUMNS = ["run", "stage", "beta", "gamma", "variant", "seed", "step", "n_samples", "top_k", "mean_score",
                "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
                "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median",
                "nearest_active_sim_q90", "mean_jnk3", "mean_gsk3b", "model"]
@@ -299,6 +299,9 @@ class Run:
     beta: float = float("nan")
     gamma: float = float("nan")
     seed: int = 0
+    #: what sets the run apart from its stage's main sweep ("" for the sweep): e.g. ``iw3``, the
+    #: invalid term's weight 3
+    variant: str = ""
 
     def directory(self, root: Path) -> Path:
         return root / self.name
@@ -350,12 +353,14 @@ STAGES = [*OBJECTIVES, *(f"{o}_online" for o in OBJECTIVES)]
 
 
 def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: Path, sets: Path,
-         prior: str, objective: str = "era", online: bool = False) -> list[Run]:
+         prior: str, objective: str = "era", online: bool = False, invalid_weight: float | None = None) -> list[Run]:
     """The fine-tuning run, then ``objective`` (ERA, or the DPO baseline) for every (β, seed); the
     offline sample set is per seed and shared by every β and objective of that seed, so ERA and DPO
     train on the same pairs. ``online``: each run draws its own rounds from its current policy
     (``ONLINE_CONFIG``; stage and name ``<objective>_online``), with the same β, γ, steps, pairs
-    per step, learning rate and invalid term."""
+    per step, learning rate and invalid term. ``invalid_weight``: the (valid, invalid) term's weight
+    instead of the config's; such runs are named and marked (``variant``) ``iw<w>`` and stay out
+    of the main sweep's trend tests and matching."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
     stage = f"{objective}_online" if online else objective
@@ -379,15 +384,17 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
                 loss = ["--model.init_args.objective",
                         json.dumps({"class_path": OBJECTIVES[objective], "init_args": {"beta": beta}})]
             other_gamma = f"_g{gamma:g}" if objective == "era" and gamma != SWEEP_GAMMA else ""
-            name = f"{stage}_{target}_b{beta:g}{other_gamma}_s{seed}"
+            variant = "" if invalid_weight is None else f"iw{invalid_weight:g}"
+            weight = [] if invalid_weight is None else ["--model.init_args.invalid_weight", f"{invalid_weight:g}"]
+            name = f"{stage}_{target}_b{beta:g}{other_gamma}{'_' + variant if variant else ''}_s{seed}"
             samples = [] if online else [  # the offline set shared by the seed's runs
                 "--model.init_args.dataset_path", str(root / f"era_{target}_samples_s{seed}.parquet")]
             runs.append(Run(name, stage, [*base["era"], *STAGE_CONFIGS[target]["era"], *([ONLINE_CONFIG] if online else [])], [
                 "--seed_everything", str(seed), "--model.init_args.seed", str(seed), *loss,
                 "--model.init_args.policy", pretrained(finetuned),
                 "--model.init_args.tokenizer", str(finetuned), *samples,
-                "--model.init_args.novelty_reference", str(sets / f"{target}_finetune_train.txt"),
-            ], beta=beta, gamma=gamma if objective == "era" else float("nan"), seed=seed))
+                "--model.init_args.novelty_reference", str(sets / f"{target}_finetune_train.txt"), *weight,
+            ], beta=beta, gamma=gamma if objective == "era" else float("nan"), seed=seed, variant=variant))
     return runs
 
 
@@ -402,7 +409,8 @@ def evaluate_run(run: Run | None, name: str, model_dir: Path, reference_dir: Pat
     summary = args.root / name / "summary.json"
     step = json.loads(summary.read_text())["step"] if summary.is_file() else None
     row = {"run": name, "stage": run.stage if run else name, "beta": run.beta if run else None,
-           "gamma": run.gamma if run else None, "seed": run.seed if run else None, "step": step, **row}
+           "gamma": run.gamma if run else None, "variant": run.variant if run else "",
+           "seed": run.seed if run else None, "step": step, **row}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                for k, v in row.items()}, indent=1) + "\n")
@@ -415,7 +423,7 @@ def run_all(args) -> None:
         if not (sets / t).is_file():
             raise SystemExit(f"{sets / t} is missing: run `python benchmarks/kinase_era.py sets` first")
     runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior, args.objective,
-                args.mode == "online")
+                args.mode == "online", args.invalid_weight)
     prior = Path(args.prior)
     finetuned = args.root / f"finetune_{args.target}" / "pretrained"
     if not args.dry_run:
@@ -444,6 +452,7 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     if not rows:
         raise SystemExit(f"no */eval.json under {root}")
     frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+    frame["variant"] = frame["variant"].fillna("")  # rows written before variants existed: the sweep
     order = {"prior": 0, "reference": 1, "finetune": 2, **{stage: 3 + k for k, stage in enumerate(STAGES)}}
     frame = frame.sort_values(["stage", "beta", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
     csv.parent.mkdir(parents=True, exist_ok=True)
@@ -463,13 +472,20 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     runs = frame[frame.stage.isin(STAGES)]
-    runs = runs.assign(order=runs.stage.map(STAGES.index)).sort_values(["order", "gamma", "beta"])
-    for (stage, gamma, beta), group in runs.groupby(["stage", "gamma", "beta"], sort=False, dropna=False):
-        row = {"objective": stage, "gamma": gamma, "beta": beta, "seeds": int(group.seed.nunique())}
+    runs = runs.assign(order=runs.stage.map(STAGES.index), variant=runs.get("variant", "")).fillna({"variant": ""})
+    runs = runs.sort_values(["order", "gamma", "variant", "beta"])
+    for (stage, gamma, variant, beta), group in runs.groupby(["stage", "gamma", "variant", "beta"], sort=False, dropna=False):
+        row = {"objective": stage, "gamma": gamma, "variant": variant, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
             row[key], row[f"{key} se"] = mean_se(group[key])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def main_sweep(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """The rows of ``stage``'s main sweep: γ = ``SWEEP_GAMMA`` and no ``variant``."""
+    variant = frame["variant"].fillna("") if "variant" in frame else pd.Series("", index=frame.index)
+    return frame[(frame.stage == stage) & (frame.gamma == SWEEP_GAMMA) & (variant == "")]
 
 
 def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
@@ -481,7 +497,7 @@ def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for stage in ("era", "era_online"):
-        era = frame[(frame.stage == stage) & (frame.gamma == SWEEP_GAMMA)].assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
+        era = main_sweep(frame, stage).assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
         for key, direction in TRENDS.items():
             signed = era.assign(**{key: era[key] * (-1 if direction == "rises" else 1)})
             result = falls_with_beta(signed, key)
@@ -530,7 +546,7 @@ def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo
     and ERA's βs found for the seed)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
-    era = frame[(frame.stage == "era") & (frame.gamma == SWEEP_GAMMA)]
+    era = main_sweep(frame, "era")
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
         path = era_path(frame, era[era.seed == run.seed])
@@ -573,10 +589,12 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     reference = frame[frame.run == "reference"]
     runs = frame[frame.stage.isin(STAGES)]
-    groups = [(f"ERA γ {g:g}", rows) for g, rows in runs[runs.stage == "era"].groupby("gamma")]
-    groups += [("DPO", runs[runs.stage == "dpo"])] if (runs.stage == "dpo").any() else []
-    groups += [(f"ERA online γ {g:g}", rows) for g, rows in runs[runs.stage == "era_online"].groupby("gamma")]
-    groups += [("DPO online", runs[runs.stage == "dpo_online"])] if (runs.stage == "dpo_online").any() else []
+    runs = runs.assign(variant=runs.get("variant", "")).fillna({"variant": ""})
+    label = lambda g, v: f"γ {g:g}" + (f", {v}" if v else "")  # noqa: E731
+    groups = [(f"ERA {label(g, v)}", rows) for (g, v), rows in runs[runs.stage == "era"].groupby(["gamma", "variant"])]
+    groups += [(f"DPO {v}".strip(), rows) for v, rows in runs[runs.stage == "dpo"].groupby("variant")]
+    groups += [(f"ERA online {label(g, v)}", rows) for (g, v), rows in runs[runs.stage == "era_online"].groupby(["gamma", "variant"])]
+    groups += [(f"DPO online {v}".strip(), rows) for v, rows in runs[runs.stage == "dpo_online"].groupby("variant")]
     for ax, key in zip(axes, ["mean_score", "validity"]):
         for k, (label, rows) in enumerate(groups):
             color = f"C{k}"
@@ -624,6 +642,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="ERA's βs (default 50 100 200 400); DPO's βs (required with --objective dpo)")
     p_run.add_argument("--mode", choices=["offline", "online"], default="offline",
                        help="online: fresh samples from the current policy every 10 steps (runs <objective>_online_*)")
+    p_run.add_argument("--invalid-weight", type=float, default=None,
+                       help="the (valid, invalid) term's weight instead of the config's 1 (runs named _iw<w>)")
     p_run.add_argument("--gamma", type=float, default=SWEEP_GAMMA,
                        help="ERA's γ (default 9, the main sweep; another γ is named _g<γ>)")
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -304,3 +304,21 @@ def test_dual_target_counts_samples_above_on_both_kinases(tmp_path):
     assert finetune.configs[-1] == "configs/kinase/dual_finetune.yaml" and era.configs[-1] == "configs/kinase/dual_era.yaml"
     assert "configs/era/tasks/dual.yaml" in era.configs and all((ROOT / c).is_file() for c in finetune.configs + era.configs)
     assert kinase_era.default_root("dual") == ROOT / "runs" / "kinase_dual"
+
+
+def test_a_stronger_invalid_term_is_a_variant_kept_out_of_the_sweep(tmp_path):
+    run = kinase_era.plan("jnk3", [100.0], [1], 9.0, tmp_path, tmp_path, "prior", online=True, invalid_weight=3.0)[1]
+    assert run.name == "era_online_jnk3_b100_iw3_s1" and run.variant == "iw3"
+    assert run.overrides[run.overrides.index("--model.init_args.invalid_weight") + 1] == "3"
+    assert "--model.init_args.invalid_weight" not in kinase_era.plan("jnk3", [100.0], [1], 9.0, tmp_path, tmp_path, "prior")[1].overrides
+    rows = [{"run": f"era_online_b{b}_s{s}", "stage": "era_online", "beta": b, "gamma": 9.0, "variant": "", "seed": s,
+             "frac_above_0.5": 0.1 * k, "mean_score": 0.1 * k, "validity": 0.9, "intdiv1": 0.8, "kl_to_reference": k}
+            for s in (0, 1) for k, b in enumerate([50.0, 100.0, 200.0])]
+    rows += [{**rows[1], "run": "era_online_b100_iw3_s0", "variant": "iw3", "validity": 0.95}]
+    frame = pd.DataFrame(rows)
+    assert len(kinase_era.main_sweep(frame, "era_online")) == 6
+    by = kinase_era.across_seeds(frame)
+    assert by[by.variant == "iw3"].validity.tolist() == [0.95] and len(by) == 4
+    tests = kinase_era.trend_tests(frame)
+    assert (tests.seeds == 2).all()
+    assert kinase_era.main_sweep(frame.drop(columns="variant"), "era_online").shape[0] == 7  # old rows: the sweep
