@@ -612,7 +612,7 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
             per_beta = rows.groupby("beta").seed.nunique()
             seeds = f"{per_beta.min()}" if per_beta.min() == per_beta.max() else f"{per_beta.min()}–{per_beta.max()}"
             ax.plot([], [], color=color, marker="o" if label.startswith("ERA") else "s",
-                    label=f"{label} ({seeds} seeds per β)")
+                    label=f"{label} ({seeds} seed{'' if seeds == '1' else 's'} per β)")
         if len(reference):
             ax.scatter([0.0], reference[key].astype(float), color="k", marker="*", s=60, label="reference", zorder=3)
         ax.set_xlabel("log π − log π_ref on the policy's samples (nats; top-k 5)")
