@@ -453,6 +453,10 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
         raise SystemExit(f"no */eval.json under {root}")
     frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
     frame["variant"] = frame["variant"].fillna("")  # rows written before variants existed: the sweep
+    # validity is a count over n_samples: rows written in float32 (1,800/2,000 as 0.89999998) exact again
+    counted = frame["n_samples"].notna() & frame["validity"].notna()
+    n = frame.loc[counted, "n_samples"].astype(float)
+    frame.loc[counted, "validity"] = (frame.loc[counted, "validity"].astype(float) * n).round() / n
     order = {"prior": 0, "reference": 1, "finetune": 2, **{stage: 3 + k for k, stage in enumerate(STAGES)}}
     frame = frame.sort_values(["stage", "beta", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
     csv.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,11 @@ class Validity(Metric):
     def compute(self) -> torch.Tensor:
         return self.valid.float() / self.total.clamp(min=1)
 
+    def fraction(self) -> float:
+        """``compute`` as an exact Python float (float32 reports 1,800 of 2,000 as 0.89999998,
+        which a ≥ 0.90 threshold refuses)."""
+        return int(self.valid) / max(int(self.total), 1)
+
 
 def _concat(state, empty: torch.Tensor) -> torch.Tensor:
     """A ``cat`` state as one tensor: a list before synchronisation, a tensor after."""
@@ -71,10 +76,12 @@ class Uniqueness(_CanonicalHashes):
     """Distinct canonical forms among the valid samples, divided by the number of valid samples."""
 
     def compute(self) -> torch.Tensor:
+        return torch.tensor(self.fraction())
+
+    def fraction(self) -> float:
+        """Distinct over valid as an exact Python float; 0 with no valid sample."""
         hashes = self.all_hashes()
-        if hashes.numel() == 0:
-            return torch.tensor(0.0)
-        return torch.unique(hashes).numel() / torch.tensor(float(hashes.numel()))
+        return torch.unique(hashes).numel() / hashes.numel() if hashes.numel() else 0.0
 
 
 class Novelty(_CanonicalHashes):
@@ -239,7 +246,7 @@ def validity_and_uniqueness(samples: Sequence[str], domain: str = "smiles") -> d
     validity, uniqueness = Validity(domain), Uniqueness(domain)
     validity.update(samples)
     uniqueness.update(samples)
-    return {"validity": float(validity.compute()), "uniqueness": float(uniqueness.compute())}
+    return {"validity": validity.fraction(), "uniqueness": uniqueness.fraction()}
 
 
 def sample_quality(texts: Sequence[str], domain: str) -> dict[str, float]:

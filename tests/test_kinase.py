@@ -104,6 +104,12 @@ def test_table_orders_rows_and_keeps_the_columns(tmp_path):
     written = pd.read_csv(tmp_path / "out.csv")
     assert list(written.columns) == kinase_era.CSV_COLUMNS
     assert written["mean_score"].tolist() == [0.01, 0.05, 0.1, 0.2]
+    # validity is a count over the samples: a float32 value of 1,800/2,000 is read back as 0.9
+    row = {"run": "era_online_s1", "stage": "era_online", "beta": 50.0, "seed": 1, "n_samples": 2000,
+           "validity": 0.8999999761581421}
+    (tmp_path / row["run"]).mkdir()
+    (tmp_path / row["run"] / "eval.json").write_text(json.dumps(row))
+    assert kinase_era.table(tmp_path, tmp_path / "out.csv").set_index("run").loc["era_online_s1", "validity"] == 0.9
 
 
 

@@ -20,6 +20,18 @@ def test_validity_counts_unparsable_and_empty():
     assert _value(Validity("dna"), ["ACGT", "ACGN", ""]) == pytest.approx(1 / 3)
 
 
+def test_reported_fractions_are_exact_at_a_threshold():
+    """1,800 valid of 2,000 is 0.90, not float32's 0.89999998 (which a ≥ 0.90 bar would refuse)."""
+    from lightning_modules.metrics import validity_and_uniqueness
+
+    samples = ["CCO"] * 900 + ["CCN"] * 900 + ["not-a-smiles"] * 200
+    quality = validity_and_uniqueness(samples)
+    assert quality["validity"] == 0.9 and quality["validity"] >= 0.90
+    assert float(torch.tensor(1800.0) / torch.tensor(2000)) < 0.9  # what the old path reported
+    assert quality["uniqueness"] == 2 / 1800
+    assert validity_and_uniqueness([]) == {"validity": 0.0, "uniqueness": 0.0}
+
+
 def test_uniqueness_uses_canonical_forms_among_valid():
     assert _value(Uniqueness(), ["CCO", "OCC", "CCN", "xx"]) == pytest.approx(2 / 3)
     assert _value(Uniqueness(), ["bad"]) == 0.0
