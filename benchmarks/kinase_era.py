@@ -540,7 +540,7 @@ def era_path(frame: pd.DataFrame, seed_rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([origin, seed_rows.sort_values("beta")])
 
 
-def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo") -> pd.DataFrame:
+def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo", against: str = "era") -> pd.DataFrame:
     """Each ``baseline`` run beside ERA at the same ``on`` (mean score, or KL to the reference) on
     its seed. ERA's path on that seed runs from the reference (row ``reference``, KL 0: where
     every run starts) through its βs in increasing order; its metrics are interpolated linearly on
@@ -550,7 +550,7 @@ def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo
     and ERA's βs found for the seed)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
-    era = main_sweep(frame, "era")
+    era = main_sweep(frame, against)  # the path: offline ERA, or ``against`` (e.g. era_online)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
         path = era_path(frame, era[era.seed == run.seed])
@@ -682,12 +682,15 @@ def main(argv: list[str] | None = None) -> None:
         trends.to_csv(args.csv.with_name(args.csv.stem + "_trend.csv"), index=False, float_format="%.4g")
         print(summary.to_string(index=False))
         print(trends.to_string(index=False) if len(trends) else "trend tests: need 2 seeds with every β")
-        for baseline in STAGES[1:]:  # each against offline ERA's path: <stem>_<stage>_matched.csv
-            matched = pd.concat([at_matched(frame, on, baseline) for on in MATCH_ON], ignore_index=True)
+        # each baseline against offline ERA's path, and online DPO also against online ERA's:
+        # <stem>_<baseline>[_vs_<path>]_matched.csv
+        for baseline, against in [(b, "era") for b in STAGES[1:]] + [("dpo_online", "era_online")]:
+            matched = pd.concat([at_matched(frame, on, baseline, against) for on in MATCH_ON], ignore_index=True)
             if len(matched):
-                matched.to_csv(args.csv.with_name(f"{args.csv.stem}_{baseline}_matched.csv"), index=False,
+                suffix = "" if against == "era" else f"_vs_{against}"
+                matched.to_csv(args.csv.with_name(f"{args.csv.stem}_{baseline}{suffix}_matched.csv"), index=False,
                                float_format="%.4g")
-                print(f"{baseline} − offline ERA, matched:")
+                print(f"{baseline} − {against}, matched:")
                 print(matched_summary(matched).T.to_string())
         if args.plot:
             print("plot:", plot_paths(frame, args.plot, args.target))

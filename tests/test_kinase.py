@@ -274,6 +274,12 @@ def test_online_runs_draw_their_own_rounds_with_the_offline_recipe(tmp_path):
     assert kinase_era.across_seeds(frame).objective.tolist() == ["era"] * 3 + ["era_online"] * 3
     matched = kinase_era.at_matched(frame, "mean_score", "era_online").set_index("run")
     assert matched.loc["era_online_b100.0_s0", "diff validity"] == pytest.approx(0.2)  # same score, +0.2 valid
+    # online DPO is matched along online ERA's own path when asked
+    dpo = pd.DataFrame([{"run": "dpo_online_s0", "stage": "dpo_online", "beta": 1.0, "seed": 0, "mean_score": 0.25,
+                         "frac_above_0.5": 0.25, "validity": 0.5, "intdiv1": 0.8, "kl_to_reference": 0.5,
+                         "uniqueness": 1.0, "nearest_active_sim_median": 0.3}])
+    vs_online = kinase_era.at_matched(pd.concat([frame, dpo]), "mean_score", "dpo_online", "era_online").iloc[0]
+    assert vs_online["era validity"] == pytest.approx(0.875) and vs_online["era kl_to_reference"] == pytest.approx(1.5)
     table_dir = tmp_path / "table"
     for row in rows[::-1]:
         (table_dir / row["run"]).mkdir(parents=True)
