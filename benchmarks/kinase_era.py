@@ -590,7 +590,7 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
     from lightning_modules.plotting import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     reference = frame[frame.run == "reference"]
     runs = frame[frame.stage.isin(STAGES)]
     runs = runs.assign(variant=runs.get("variant", "")).fillna({"variant": ""})
@@ -622,8 +622,10 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
         ax.set_xlabel("log π − log π_ref on the policy's samples (nats; top-k 5)")
         score = "mean (p(JNK3) + p(GSK3β)) / 2" if target == DUAL else f"mean p({target.upper()})"
         ax.set_ylabel({"mean_score": f"{score} (invalid = 0)", "validity": "validity"}[key])
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{target.upper()}: ERA's β path and the baselines, 2,000 samples per model")
+    # one legend for both panels, where the validity panel has the fewest points
+    axes[1].legend(*axes[0].get_legend_handles_labels(), loc="best", fontsize=7)
+    name = "JNK3 + GSK3β" if target == DUAL else target.upper()
+    fig.suptitle(f"{name}: ERA's β path and the baselines, 2,000 samples per model")
     return save_figure(fig, path)
 
 
