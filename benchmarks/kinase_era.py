@@ -452,7 +452,7 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     if not rows:
         raise SystemExit(f"no */eval.json under {root}")
     frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-    frame["variant"] = frame["variant"].fillna("")  # rows written before variants existed: the sweep
+    frame = with_variant(frame)
     # validity is a count over n_samples: rows written in float32 (1,800/2,000 as 0.89999998) exact again
     counted = frame["n_samples"].notna() & frame["validity"].notna()
     n = frame.loc[counted, "n_samples"].astype(float)
@@ -469,15 +469,21 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
           "kl_to_reference": "rises"}
 
 
+def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``variant`` column filled: a row without one (written before variants
+    existed, or a frame without the column) belongs to its stage's main sweep, ""."""
+    variant = frame["variant"] if "variant" in frame else pd.Series("", index=frame.index, dtype=object)
+    return frame.assign(variant=variant.fillna(""))
+
+
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Per stage (``STAGES``: ERA, DPO, then each online), γ (ERA's; NaN for DPO) and β: seeds,
     and mean ± s.e. over seeds of each ``TRENDS`` metric."""
     from seed_stats import mean_se
 
     rows = []
-    runs = frame[frame.stage.isin(STAGES)]
-    runs = runs.assign(order=runs.stage.map(STAGES.index), variant=runs.get("variant", "")).fillna({"variant": ""})
-    runs = runs.sort_values(["order", "gamma", "variant", "beta"])
+    runs = with_variant(frame[frame.stage.isin(STAGES)])
+    runs = runs.assign(order=runs.stage.map(STAGES.index)).sort_values(["order", "gamma", "variant", "beta"])
     for (stage, gamma, variant, beta), group in runs.groupby(["stage", "gamma", "variant", "beta"], sort=False, dropna=False):
         row = {"objective": stage, "gamma": gamma, "variant": variant, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
@@ -488,8 +494,8 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
 def main_sweep(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
     """The rows of ``stage``'s main sweep: γ = ``SWEEP_GAMMA`` and no ``variant``."""
-    variant = frame["variant"].fillna("") if "variant" in frame else pd.Series("", index=frame.index)
-    return frame[(frame.stage == stage) & (frame.gamma == SWEEP_GAMMA) & (variant == "")]
+    frame = with_variant(frame)
+    return frame[(frame.stage == stage) & (frame.gamma == SWEEP_GAMMA) & (frame.variant == "")]
 
 
 def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
@@ -592,13 +598,13 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     reference = frame[frame.run == "reference"]
-    runs = frame[frame.stage.isin(STAGES)]
-    runs = runs.assign(variant=runs.get("variant", "")).fillna({"variant": ""})
-    label = lambda g, v: f"γ {g:g}" + (f", {v}" if v else "")  # noqa: E731
-    groups = [(f"ERA {label(g, v)}", rows) for (g, v), rows in runs[runs.stage == "era"].groupby(["gamma", "variant"])]
-    groups += [(f"DPO {v}".strip(), rows) for v, rows in runs[runs.stage == "dpo"].groupby("variant")]
-    groups += [(f"ERA online {label(g, v)}", rows) for (g, v), rows in runs[runs.stage == "era_online"].groupby(["gamma", "variant"])]
-    groups += [(f"DPO online {v}".strip(), rows) for v, rows in runs[runs.stage == "dpo_online"].groupby("variant")]
+    runs = with_variant(frame[frame.stage.isin(STAGES)])
+    groups = []  # per stage (in STAGES' order), γ (ERA's; NaN for DPO) and variant
+    for stage in STAGES:
+        name = stage.replace("_", " ").upper().replace("ONLINE", "online")  # "ERA online", "DPO"
+        for (g, v), rows in runs[runs.stage == stage].groupby(["gamma", "variant"], dropna=False):
+            details = ([f"γ {g:g}"] if np.isfinite(g) else []) + ([v] if v else [])
+            groups.append((f"{name} {', '.join(details)}".strip(), rows))
     for ax, key in zip(axes, ["mean_score", "validity"]):
         for k, (label, rows) in enumerate(groups):
             color = f"C{k}"

@@ -41,8 +41,9 @@ def _documented_command(p: Path) -> list[str] | None:
 
     if p.parent.name in PRESET_DIRS:
         return None
-    whole = "class_path" in ((yaml.safe_load(p.read_text()) or {}).get("model") or {})
-    for line in p.read_text().splitlines():
+    text = p.read_text()
+    whole = "class_path" in ((yaml.safe_load(text) or {}).get("model") or {})
+    for line in text.splitlines():
         if line.startswith("#") and "python main.py fit" in line and p.relative_to(ROOT).as_posix() in line:
             words = shlex.split(line.split("python main.py fit", 1)[1])
             if whole and words.count("--config") < 2:  # a whole config: parsed alone
