@@ -548,15 +548,16 @@ def era_path(frame: pd.DataFrame, seed_rows: pd.DataFrame) -> pd.DataFrame:
 
 def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo", against: str = "era") -> pd.DataFrame:
     """Each ``baseline`` run beside ERA at the same ``on`` (mean score, or KL to the reference) on
-    its seed. ERA's path on that seed runs from the reference (row ``reference``, KL 0: where
-    every run starts) through its βs in increasing order; its metrics are interpolated linearly on
-    the first segment of that path that reaches the baseline's value, and are NaN when no segment
-    does (no extrapolation). One row per baseline run (ordered by β, seed), with ``<metric>``,
-    ``era <metric>`` and ``diff <metric>`` (baseline − ERA) and ``path_points`` (the reference
-    and ERA's βs found for the seed)."""
+    its seed. ERA is the main sweep of stage ``against``: offline ERA, or ``era_online`` for an
+    online baseline. ERA's path on that seed runs from the reference (row ``reference``, KL 0:
+    where every run starts) through its βs in increasing order; its metrics are interpolated
+    linearly on the first segment of that path that reaches the baseline's value, and are NaN when
+    no segment does (no extrapolation). One row per baseline run (ordered by β, seed), with
+    ``<metric>``, ``era <metric>`` (either stage's ERA) and ``diff <metric>`` (baseline − ERA) and
+    ``path_points`` (the reference and ERA's βs found for the seed)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
-    era = main_sweep(frame, against)  # the path: offline ERA, or ``against`` (e.g. era_online)
+    era = main_sweep(frame, against)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
         path = era_path(frame, era[era.seed == run.seed])
