@@ -260,6 +260,8 @@ def save_pretrained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     try:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        for written in tmp.rglob("*"):  # safetensors ≥ 0.8 writes its weights 0600 (safetensors issue 782)
+            honour_umask(written, directory=written.is_dir())
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)

@@ -205,3 +205,6 @@ def test_checkpoints_samples_and_caches_follow_the_umask(tmp_path, umask):
     assert _mode(corpus.directory) == 0o777 & ~umask  # not mkdtemp's 0700
     exported = save_pretrained(module.model, tokenizer, tmp_path / "pretrained")
     assert _mode(exported) == 0o777 & ~umask
+    files = sorted(exported.rglob("*"))
+    assert any(f.name == "model.safetensors" for f in files)  # the weights, which safetensors writes 0600
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o666 & ~umask for f in files}
