@@ -34,6 +34,12 @@ and ``reference``). ``table`` collects every ``eval.json`` into the CSV, and wri
 ``<csv stem>_by_beta.csv`` (mean ± s.e. over seeds per β) and ``<csv stem>_trend.csv`` (Page's
 trend test over β per metric, each seed a block, as ``benchmarks/era_beta_curve.py``).
 
+Every training run and evaluation uses ``--threads`` CPU threads (default 1, as every measured
+run): float rounding depends on the thread count, and a run made again with another count is a
+different run (the online validity stage's step-100 export checks at 0.906 valid with 2 threads,
+0.916 with 1, and 0.88 in the session that first made it: 1,000 samples each). Each row records ``threads`` and ``weights_sha256`` (the first 16 hex
+digits of the SHA-256 of the weights it measured).
+
 ``run --objective dpo`` trains the DPO baseline (``dpo_{target}_b{β}_s{seed}``, DPO's own β) on
 the same per-seed sample set and pairs as ERA, with the same (valid, invalid) term, steps and
 learning rate. ``table`` then also writes ``<csv stem>_dpo_matched.csv``: each DPO run beside
@@ -58,6 +64,7 @@ baseline stage, ``<csv stem>_<stage>_matched.csv`` against offline ERA's path (s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -84,7 +91,7 @@ EXCAPE_FILES = {"jnk3": ("jnk3/all.txt", "jnk3"), "gsk3b": ("gsk3/all.txt", "gsk
 CSV_COLUMNS = ["run", "stage", "beta", "gamma", "variant", "seed", "step", "n_samples", "top_k", "mean_score",
                "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
                "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median",
-               "nearest_active_sim_q90", "mean_jnk3", "mean_gsk3b", "model"]
+               "nearest_active_sim_q90", "mean_jnk3", "mean_gsk3b", "threads", "weights_sha256", "model"]
 
 
 # ------------------------------------------------------------------------------------------ sets
@@ -246,6 +253,21 @@ def nearest_similarity(smiles: list[str], actives: list[str]) -> np.ndarray:
     if known.any() and valid.any():
         out[valid] = domain.nearest_similarity(queries[valid], reference[known])
     return out
+
+
+def weights_digest(model_dir: Path) -> str | None:
+    """The first 16 hex digits of the SHA-256 of ``model_dir``'s ``model.safetensors``: which
+    weights a row was measured on. A model made again on another machine or with another thread
+    count differs in its float rounding (the online validity stage turned out not reproducible
+    across thread counts), so the CSV says which one each number belongs to."""
+    path = Path(model_dir) / "model.safetensors"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[str], actives: list[str],
@@ -410,11 +432,18 @@ def evaluate_run(run: Run | None, name: str, model_dir: Path, reference_dir: Pat
     step = json.loads(summary.read_text())["step"] if summary.is_file() else None
     row = {"run": name, "stage": run.stage if run else name, "beta": run.beta if run else None,
            "gamma": run.gamma if run else None, "variant": run.variant if run else "",
-           "seed": run.seed if run else None, "step": step, **row}
+           "seed": run.seed if run else None, "step": step, **row,
+           "threads": args.threads, "weights_sha256": weights_digest(model_dir)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                for k, v in row.items()}, indent=1) + "\n")
     print(json.dumps(row), flush=True)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that gives a training subprocess ``threads`` CPU threads (torch reads
+    ``OMP_NUM_THREADS`` when it starts)."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def run_all(args) -> None:
@@ -424,6 +453,10 @@ def run_all(args) -> None:
             raise SystemExit(f"{sets / t} is missing: run `python benchmarks/kinase_era.py sets` first")
     runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior, args.objective,
                 args.mode == "online", args.invalid_weight)
+    import torch
+
+    torch.set_num_threads(args.threads)  # float rounding, hence the runs themselves, depend on it
+    env = {**os.environ, **thread_env(args.threads)}
     prior = Path(args.prior)
     finetuned = args.root / f"finetune_{args.target}" / "pretrained"
     if not args.dry_run:
@@ -438,7 +471,7 @@ def run_all(args) -> None:
             continue
         run.directory(args.root).mkdir(parents=True, exist_ok=True)
         with open(run.directory(args.root) / "train.log", "a") as log:
-            done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         if done.returncode:
             raise SystemExit(f"{run.name} failed (exit {done.returncode}); see {run.directory(args.root) / 'train.log'}")
         model_dir = run.directory(args.root) / "pretrained"
@@ -663,6 +696,10 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--eval-samples", type=int, default=2000)
     p_run.add_argument("--eval-seed", type=int, default=100)
     p_run.add_argument("--top-k", type=int, default=5, help="evaluation top-k (0: none)")
+    p_run.add_argument("--threads", type=int, default=1,
+                       help="CPU threads of each run and of the evaluation (default 1, as every measured run): "
+                            "the float rounding, so the runs themselves, depend on it; run several runners side "
+                            "by side to use more cores")
     p_run.add_argument("--dry-run", action="store_true", help="print the commands of unfinished runs")
     p_table = sub.add_parser("table", help="collect */eval.json into the CSV")
     p_table.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
@@ -671,6 +708,8 @@ def main(argv: list[str] | None = None) -> None:
     p_table.add_argument("--plot", type=Path, default=None,
                          help="also draw score and validity against KL (PNG), e.g. docs/img/kinase_jnk3_kl.png")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.command == "run" and args.betas is None:
         if args.objective != "era":
             parser.error(f"--objective {args.objective} needs --betas (its own β, e.g. 0.1 1 5): ERA's βs do not apply")

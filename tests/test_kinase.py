@@ -334,3 +334,47 @@ def test_a_stronger_invalid_term_is_a_variant_kept_out_of_the_sweep(tmp_path):
     tests = kinase_era.trend_tests(frame)
     assert (tests.seeds == 2).all()
     assert kinase_era.main_sweep(frame.drop(columns="variant"), "era_online").shape[0] == 7  # old rows: the sweep
+
+
+def test_runs_get_the_stated_threads_and_rows_name_their_weights(tmp_path, monkeypatch):
+    """Each training subprocess gets ``--threads`` through OMP_NUM_THREADS (the runs' float
+    rounding depends on it), and each row records the thread count and a digest of the weights it
+    measured, so a CSV row can be told apart from one made on a regenerated model."""
+    import hashlib
+    import subprocess
+
+    import torch
+
+    sets, root, prior = tmp_path / "sets", tmp_path / "root", tmp_path / "prior"
+    sets.mkdir()
+    for name in ("jnk3_finetune_train.txt", "jnk3_known_actives.txt"):
+        (sets / name).write_text("CCO\n")
+    prior.mkdir()
+    (prior / "model.safetensors").write_bytes(b"prior weights")
+    envs = []
+
+    def fake_run(cmd, cwd, stdout, stderr, env):  # a training run that exports distinct weights
+        envs.append(env)
+        out = Path(cmd[cmd.index("--trainer.default_root_dir") + 1]) / "pretrained"
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(out.parent.name.encode())
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(kinase_era.subprocess, "run", fake_run)
+    monkeypatch.setattr(kinase_era, "evaluate", lambda *a, **k: {"n_samples": 4, "validity": 0.5})
+    threads = torch.get_num_threads()
+    try:
+        kinase_era.main(["run", "--root", str(root), "--sets", str(sets), "--prior", str(prior),
+                         "--betas", "50", "--seeds", "0", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(envs) == 2 and all(e["OMP_NUM_THREADS"] == "1" == e["MKL_NUM_THREADS"] for e in envs)
+    rows = {p.parent.name: json.loads(p.read_text()) for p in root.glob("*/eval.json")}
+    assert set(rows) == {"prior", "finetune_jnk3", "reference", "era_jnk3_b50_s0"}
+    assert all(r["threads"] == 1 for r in rows.values())
+    assert rows["prior"]["weights_sha256"] == hashlib.sha256(b"prior weights").hexdigest()[:16]
+    assert rows["era_jnk3_b50_s0"]["weights_sha256"] == hashlib.sha256(b"era_jnk3_b50_s0").hexdigest()[:16]
+    assert rows["reference"]["weights_sha256"] == rows["finetune_jnk3"]["weights_sha256"] != rows["prior"]["weights_sha256"]
+    frame = kinase_era.table(root, tmp_path / "k.csv")
+    assert list(pd.read_csv(tmp_path / "k.csv").columns) == kinase_era.CSV_COLUMNS
+    assert frame["weights_sha256"].nunique() == 3
