@@ -15,6 +15,9 @@
 #   benchmarks/chembl_prior.sh                 # all stages
 #   benchmarks/chembl_prior.sh trend DIR       # validity etc. of an intermediate export on 2,000 samples
 # Run it niced on a shared machine: nohup nice -n 15 benchmarks/chembl_prior.sh > runs/chembl_prior/log &
+# THREADS (default 1) CPU threads per stage: float rounding depends on the thread count and the
+# validity stages amplify it (the online stage's step-100 export: 0.916 valid with 1 thread, 0.906
+# with 2), so a stage is made again exactly only with the same count on the same kind of CPU.
 # Replacing checkpoints/molgpt-chembl is a manual step, after comparing the table with its card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ FCD_REF=${FCD_REF:-10000}
 PHASES=${PHASES:-0}
 VARIANT=${VARIANT:-sft}
 OUT=runs/chembl_prior
+export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 mkdir -p "$OUT"
 
 fit() {  # fit RUN_DIR CONFIG... : train unless RUN_DIR/pretrained exists from a finished run
