@@ -734,7 +734,7 @@ def main(argv: list[str] | None = None) -> None:
         # <stem>_<baseline>[_vs_<path>]_matched.csv
         for baseline, against in [(b, "era") for b in STAGES[1:]] + [("dpo_online", "era_online")]:
             matched = pd.concat([at_matched(frame, on, baseline, against) for on in MATCH_ON], ignore_index=True)
-            if len(matched):
+            if len(matched) and len(main_sweep(frame, against)):  # no path to match against: no file
                 suffix = "" if against == "era" else f"_vs_{against}"
                 matched.to_csv(args.csv.with_name(f"{args.csv.stem}_{baseline}{suffix}_matched.csv"), index=False,
                                float_format="%.4g")

@@ -378,3 +378,27 @@ def test_runs_get_the_stated_threads_and_rows_name_their_weights(tmp_path, monke
     frame = kinase_era.table(root, tmp_path / "k.csv")
     assert list(pd.read_csv(tmp_path / "k.csv").columns) == kinase_era.CSV_COLUMNS
     assert frame["weights_sha256"].nunique() == 3
+
+
+def test_table_writes_a_matched_comparison_only_against_a_stage_that_ran(tmp_path):
+    """A root with online ERA alone (no offline ERA path) writes no online-vs-offline matching;
+    a root with both does."""
+    root = tmp_path / "root"
+    rows = [{"run": "reference", "stage": "reference", "mean_score": 0.1, "validity": 0.7, "kl_to_reference": 0.0}]
+    rows += [{"run": f"era_online_b{b:g}_s{s}", "stage": "era_online", "beta": b, "gamma": 9.0, "seed": s,
+              "mean_score": 0.2 + b / 1000, "frac_above_0.5": 0.2, "validity": 0.9, "intdiv1": 0.8, "uniqueness": 1.0,
+              "kl_to_reference": 1.0 + b / 100, "nearest_active_sim_median": 0.3} for b in (50.0, 100.0) for s in (0, 1)]
+    for row in rows:
+        (root / row["run"]).mkdir(parents=True)
+        (root / row["run"] / "eval.json").write_text(json.dumps(row))
+    csv = tmp_path / "k.csv"
+    kinase_era.main(["table", "--root", str(root), "--csv", str(csv)])
+    assert not (tmp_path / "k_era_online_matched.csv").exists() and (tmp_path / "k_by_beta.csv").is_file()
+    offline = [{**r, "run": r["run"].replace("era_online", "era"), "stage": "era",
+                "mean_score": r["mean_score"] - 0.05} for r in rows[1:]]
+    for row in offline:
+        (root / row["run"]).mkdir(parents=True)
+        (root / row["run"] / "eval.json").write_text(json.dumps(row))
+    kinase_era.main(["table", "--root", str(root), "--csv", str(csv)])
+    matched = pd.read_csv(tmp_path / "k_era_online_matched.csv")
+    assert len(matched) == 8 and matched["era validity"].notna().any()
