@@ -729,7 +729,7 @@ def main(argv: list[str] | None = None) -> None:
         summary.to_csv(args.csv.with_name(args.csv.stem + "_by_beta.csv"), index=False, float_format="%.4g")
         trends.to_csv(args.csv.with_name(args.csv.stem + "_trend.csv"), index=False, float_format="%.4g")
         print(summary.to_string(index=False))
-        print(trends.to_string(index=False) if len(trends) else "trend tests: need 2 seeds with every β")
+        print(trends.to_string(index=False) if len(trends) else "trend tests: none (each needs 2 seeds that ran every β, and 3 βs)")
         # each baseline against offline ERA's path, and online DPO also against online ERA's:
         # <stem>_<baseline>[_vs_<path>]_matched.csv
         for baseline, against in [(b, "era") for b in STAGES[1:]] + [("dpo_online", "era_online")]:
