@@ -37,8 +37,9 @@ trend test over β per metric, each seed a block, as ``benchmarks/era_beta_curve
 Every training run and evaluation uses ``--threads`` CPU threads (default 1, as every measured
 run): float rounding depends on the thread count, and a run made again with another count is a
 different run (the online validity stage's step-100 export checks at 0.906 valid with 2 threads,
-0.916 with 1, and 0.88 in the session that first made it: 1,000 samples each). Each row records ``threads`` and ``weights_sha256`` (the first 16 hex
-digits of the SHA-256 of the weights it measured).
+0.916 with 1, and 0.88 in the session that first made it: 1,000 samples each). Each row records
+``threads`` and ``weights_sha256`` (the first 16 hex digits of the SHA-256 of the weights it
+measured).
 
 ``run --objective dpo`` trains the DPO baseline (``dpo_{target}_b{β}_s{seed}``, DPO's own β) on
 the same per-seed sample set and pairs as ERA, with the same (valid, invalid) term, steps and
