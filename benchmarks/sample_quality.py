@@ -88,28 +88,25 @@ def main() -> None:
     except (ImportError, ValueError) as err:
         fcd_missing = f"n/a ({type(err).__name__})"
     print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/held-out | samples/s |\n|---|---|---|---|---|---|---|")
-    if args.training_row:
-        training = list(train_records())
-        texts = [training[i] for i in np.random.default_rng(args.seed + 1).choice(len(training), args.n, replace=False)]
+
+    def cells(texts: list[str]) -> str:  # validity, uniqueness, novelty, IntDiv1 and FCD of one row
         row = []
         for metric in (Validity(), Uniqueness(), novelty, InternalDiversity()):
             metric.reset()
             metric.update(texts)
             row.append(f"{float(metric.compute()):.4f}")
-        fcd = fcd_missing or f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"
-        print(f"| training data, {args.n:,} random | {' | '.join(row)} | {fcd} | |", flush=True)
+        return " | ".join([*row, fcd_missing or f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"])
+
+    if args.training_row:
+        training = list(train_records())
+        texts = [training[i] for i in np.random.default_rng(args.seed + 1).choice(len(training), args.n, replace=False)]
+        print(f"| training data, {args.n:,} random | {cells(texts)} | |", flush=True)
     for top_k in args.top_k:
         start = time.perf_counter()
         texts = sample(model, tok, args.n, args.max_new_tokens, top_k=top_k or None,
                        generator=torch.Generator().manual_seed(args.seed)).texts
         rate = args.n / (time.perf_counter() - start)
-        row = []
-        for metric in (Validity(), Uniqueness(), novelty, InternalDiversity()):
-            metric.reset()
-            metric.update(texts)
-            row.append(f"{float(metric.compute()):.4f}")
-        fcd = fcd_missing or f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"
-        print(f"| {top_k or 'none'} | {' | '.join(row)} | {fcd} | {rate:,.0f} |", flush=True)
+        print(f"| {top_k or 'none'} | {cells(texts)} | {rate:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":
