@@ -65,7 +65,6 @@ baseline stage, ``<csv stem>_<stage>_matched.csv`` against offline ERA's path (s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -261,14 +260,10 @@ def weights_digest(model_dir: Path) -> str | None:
     weights a row was measured on. A model made again on another machine or with another thread
     count differs in its float rounding (the online validity stage turned out not reproducible
     across thread counts), so the CSV says which one each number belongs to."""
+    from networks.files import file_sha256
+
     path = Path(model_dir) / "model.safetensors"
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16] if path.is_file() else None
 
 
 def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[str], actives: list[str],

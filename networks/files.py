@@ -4,10 +4,12 @@
 whatever the umask: renamed into place, a checkpoint, a Parquet sample set or a cache folder
 would stay private to its writer, and a team's shared run folder could not read it.
 :func:`honour_umask` gives such a path the mode a plain ``open``/``mkdir`` would have given it.
+:func:`file_sha256` names a file by its content (a source pickle, an oracle's code, model weights).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 
@@ -29,3 +31,12 @@ def current_umask() -> int:
 def honour_umask(path, directory: bool = False) -> None:
     """Give ``path`` (made by ``mkstemp``/``mkdtemp``) the mode ``open``/``mkdir`` would have given."""
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

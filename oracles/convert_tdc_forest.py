@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import copyreg
-import hashlib
 import importlib
 import pickle
 from pathlib import Path
 
 import numpy as np
+
+from networks.files import file_sha256
 
 KNOWN_SHA256 = {
     "cde8576fb4fa3f60b9f258ff9cf1b9ff346eb50d196d5cbbe25965efc1864889": "jnk3_current.pkl (TDC JNK3)",
@@ -68,12 +69,8 @@ def read_forest(path: Path) -> tuple[list[dict], np.ndarray]:
     return trees, np.asarray(forest.state["classes_"])
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def convert(pickle_path: Path, out: Path, allow_unknown: bool = False) -> Path:
-    digest = sha256(pickle_path)
+    digest = file_sha256(pickle_path)
     if digest not in KNOWN_SHA256 and not allow_unknown:
         raise ValueError(f"{pickle_path} has SHA-256 {digest}, not one of TDC's forests; refusing to unpickle")
     trees, classes = read_forest(pickle_path)

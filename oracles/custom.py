@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from networks.files import file_sha256
 from oracles.base import _NOT_PLAIN, DOMAINS, MAX_SMILES_LENGTH, MoleculeOracle, OracleFailedError, _plain
 from oracles.transforms import Identity, Negate, Transform
 
@@ -58,14 +59,6 @@ def _energy_transform(transform: Transform | None, direction: str | None) -> Tra
     if transform is not None:
         raise ValueError("give either direction or transform, not both (direction: maximize is transform: Negate)")
     return Negate() if direction == "maximize" else Identity()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_callable(spec: str) -> tuple[Callable, Path | None]:
@@ -185,7 +178,7 @@ class _UserScorer(MoleculeOracle):
             settings = {k: None if v is None else _plain(v) for k, v in sorted(vars(self).items())
                         if k not in self.cache_insensitive and not k.startswith("_")}
             settings = {k: v for k, v in settings.items() if v is not _NOT_PLAIN}
-            settings["files"] = {str(p): _sha256(p) for p in self._source_files()}
+            settings["files"] = {str(p): file_sha256(p) for p in self._source_files()}
             digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
             self._namespace = f"{type(self).__module__}.{type(self).__qualname__}:{digest}"
         return self._namespace
