@@ -2,10 +2,14 @@
 
     python benchmarks/train_throughput.py [--model checkpoints/molgpt-moses] [--batch-sizes 256 1024]
         [--length 64] [--steps 20] [--precisions fp32 bf16] [--device cuda]
+    python benchmarks/train_throughput.py --model checkpoints/molgpt-chembl --data chembl \
+        --batch-sizes 128 --group-by-length 0 50 --precisions fp32
 
-The shipped model's architecture (weights as shipped), batches of random token ids at a fixed
-length (throughput depends on shape, not on which tokens), bf16 as Lightning's ``bf16-mixed``
-does it (autocast). Prints a Markdown table; steps after the first three are timed.
+The shipped model's architecture (weights as shipped), bf16 as Lightning's ``bf16-mixed`` does it
+(autocast). Without ``--data``: batches of random token ids at a fixed length (throughput depends
+on shape, not on which tokens). With ``--data chembl|moses``: the training loader's own padded
+batches, once per ``--group-by-length`` setting, and the rate counts real (unpadded) tokens, the
+ones that train the model. Prints a Markdown table; steps after the first three are timed.
 """
 
 from __future__ import annotations
@@ -25,16 +29,27 @@ from networks.sampling import sequence_logprob  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 
 
-def tokens_per_second(model, vocab: int, batch: int, length: int, steps: int, dtype: torch.dtype, device) -> float:
+def tokens_per_second(model, vocab: int, batch: int, length: int, steps: int, dtype: torch.dtype, device,
+                      batches=None) -> tuple[float, float]:
+    """(trained tokens per second, padded positions per trained token) over ``steps`` timed steps;
+    ``batches`` (an iterator of loader batches) replaces the random fixed-length ones."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    ids = torch.randint(3, vocab, (batch, length), device=device)
-    mask = torch.ones_like(ids)
+    fixed = torch.randint(3, vocab, (batch, length), device=device)
     warmup = 3
+    real = padded = 0
     for step in range(steps + warmup):
+        if batches is None:
+            ids, mask = fixed, torch.ones_like(fixed)
+        else:
+            b = next(batches)
+            ids, mask = b["input_ids"].to(device), b["attention_mask"].to(device)
         if step == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
+        if step >= warmup:  # next-token targets: every position after the first
+            real += int(mask[:, 1:].sum())
+            padded += mask[:, 1:].numel()
         with autocast(device, dtype):
             loss = -sequence_logprob(model, ids, mask).mean()
         loss.backward()
@@ -42,7 +57,17 @@ def tokens_per_second(model, vocab: int, batch: int, length: int, steps: int, dt
         optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * batch * (length - 1) / (time.perf_counter() - start)
+    return real / (time.perf_counter() - start), padded / real
+
+
+def loader_batches(data: str, batch: int, group_by_length: int):
+    from datamodules.sequences import ChemblDataModule, MosesDataModule
+
+    dm = {"chembl": ChemblDataModule, "moses": MosesDataModule}[data](
+        batch_size=batch, max_tokens=128, group_by_length=group_by_length)
+    dm.setup("fit")
+    stream = dm._stream("train", batch, shuffle=True)
+    return (b for epoch in range(10**6) for b in (setattr(stream, "epoch", epoch), iter(stream))[1])
 
 
 def main() -> None:
@@ -53,18 +78,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data", choices=["chembl", "moses"], help="real training batches instead of random ones")
+    parser.add_argument("--group-by-length", type=int, nargs="+", default=[0],
+                        help="with --data: the datamodule's group_by_length settings to compare")
     args = parser.parse_args()
     device = torch.device(args.device)
     tok = load_tokenizer(args.model)
+    shape = f"{args.data} training batches" if args.data else f"length {args.length}"
     print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, "
-          f"length {args.length}, {args.steps} timed steps")
-    print("| precision | batch | tokens/s |\n|---|---|---|")
+          f"{torch.get_num_threads()} threads, {shape}, {args.steps} timed steps")
+    print("| precision | batch | group_by_length | trained tokens/s | padded / trained positions |\n|---|---|---|---|---|")
     for precision in args.precisions:
         for batch in args.batch_sizes:
-            model = Pretrained(args.model).build(tok).to(device).train()
-            rate = tokens_per_second(model, len(tok), batch, args.length, args.steps,
-                                     compute_dtype(device, precision), device)
-            print(f"| {precision} | {batch} | {rate:,.0f} |", flush=True)
+            for group in args.group_by_length if args.data else [None]:
+                torch.manual_seed(0)
+                model = Pretrained(args.model).build(tok).to(device).train()
+                batches = loader_batches(args.data, batch, group) if args.data else None
+                rate, waste = tokens_per_second(model, len(tok), batch, args.length, args.steps,
+                                                compute_dtype(device, precision), device, batches)
+                print(f"| {precision} | {batch} | {'—' if group is None else group} | {rate:,.0f} | {waste:.2f} |",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,22 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
             records (quick validation on CPU); not the first ones, as files are often ordered.
         cache_dir: where tokenised corpora are cached (default ``$REWARDFIT_CACHE`` or
             ``~/.cache/rewardfit``).
+        group_by_length: ``g > 0`` batches training records of similar length together (sorted
+            within windows of ``g × batch_size`` shuffled records, batches dealt in random
+            order), so batches carry little padding: ≈ 1.9× fewer padded tokens on ChEMBL at
+            ``g = 50``. 0 (default) keeps uniformly random batches. The loss is still a mean over
+            each batch's tokens, so short records weigh a little more per token than in random
+            batches.
     """
 
     def __init__(self, tokenizer: str = "smiles", batch_size: int = 128,
                  val_batch_size: int | None = None, num_workers: int = 0, max_tokens: int = 200,
-                 seed: int = 0, val_limit: int | None = None, cache_dir: str | None = None):
+                 seed: int = 0, val_limit: int | None = None, cache_dir: str | None = None,
+                 group_by_length: int = 0):
         super().__init__()
+        if group_by_length < 0:
+            raise ValueError(f"group_by_length must be >= 0, got {group_by_length}")
+        self.group_by_length = group_by_length
         self.tokenizer_spec = tokenizer
         self.tokenizer = load_tokenizer(tokenizer)
         self.batch_size = batch_size
@@ -90,7 +100,7 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
             raise ValueError(f"{type(self).__name__} has no {stage} data")
         rank, world = self._rank()
         return BatchStream(self.corpora[stage], batch_size, self.tokenizer.pad_token_id, self.seed,
-                           shuffle, rank, world)
+                           shuffle, rank, world, self.group_by_length if shuffle else 0)
 
     def train_dataloader(self) -> StreamingLoader:
         return self._train_loader(self._stream("train", self.batch_size, shuffle=True))
@@ -107,7 +117,8 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
         return StreamingLoader(self._stream(stage, self.val_batch_size, shuffle=False), self.num_workers)
 
     def _stream_settings(self) -> dict:
-        return {"seed": self.seed, "batch_size": self.batch_size, "world_size": self._rank()[1]}
+        return {"seed": self.seed, "batch_size": self.batch_size, "world_size": self._rank()[1],
+                "group_by_length": self.group_by_length}
 
 
 def _user_or(path: str | None, default: Path | None) -> str | None:

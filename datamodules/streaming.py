@@ -292,8 +292,19 @@ class _Reservoir:
 
 
 def rank_batches(n_records: int, batch_size: int, rank: int, world_size: int, epoch: int,
-                 seed: int, shuffle: bool) -> list[np.ndarray]:
-    """Record indices of each batch that ``rank`` processes in ``epoch`` (see module docstring)."""
+                 seed: int, shuffle: bool, lengths: np.ndarray | None = None,
+                 group_by_length: int = 0) -> list[np.ndarray]:
+    """Record indices of each batch that ``rank`` processes in ``epoch`` (see module docstring).
+
+    ``group_by_length = g > 0`` (with the records' ``lengths``) cuts the rank's shuffled order into
+    windows of ``g × batch_size`` records, sorts each window by length and deals out the batches
+    in a seeded random order: a batch then holds records of similar length, so little of it is
+    padding (random ChEMBL batches of 128 are ≈ 1.9× their tokens once padded). Each epoch still
+    sees every record once, the batch count and sizes are those of ``g = 0``, and the order is a
+    function of ``(seed, epoch)``, so a mid-epoch resume reproduces it.
+    """
+    if group_by_length < 0:
+        raise ValueError(f"group_by_length must be >= 0, got {group_by_length}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
     if shuffle:
@@ -306,7 +317,16 @@ def rank_batches(n_records: int, batch_size: int, rank: int, world_size: int, ep
     n_batches = -(-(-(-n_records // world_size)) // batch_size)  # ceil(ceil(N / W) / B)
     # the same count on every rank, and never more batches than the smallest share has records
     n_batches = min(n_batches, n_records // world_size)
-    return list(np.array_split(mine, n_batches))
+    if not (shuffle and group_by_length):
+        return list(np.array_split(mine, n_batches))
+    if lengths is None or len(lengths) != n_records:
+        raise ValueError("group_by_length needs one length per record")
+    window = group_by_length * batch_size
+    grouped = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
+                              for chunk in np.array_split(mine, max(1, -(-len(mine) // window)))])
+    batches = np.array_split(grouped, n_batches)
+    deal = np.random.default_rng([seed, epoch, 1]).permutation(n_batches)
+    return [batches[j] for j in deal]
 
 
 def collate(corpus: TokenizedCorpus, indices: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
@@ -329,9 +349,12 @@ class BatchStream(IterableDataset):
     """Padded batches of a :class:`TokenizedCorpus`, sharded over ranks and workers."""
 
     def __init__(self, corpus: TokenizedCorpus, batch_size: int, pad_id: int, seed: int = 0,
-                 shuffle: bool = True, rank: int = 0, world_size: int = 1):
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1, group_by_length: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if group_by_length < 0:
+            raise ValueError(f"group_by_length must be >= 0, got {group_by_length}")
+        self.group_by_length = group_by_length
         self.corpus = corpus
         self.batch_size = batch_size
         self.pad_id = pad_id
@@ -343,8 +366,9 @@ class BatchStream(IterableDataset):
         self.skip = 0
 
     def batches(self) -> list[np.ndarray]:
+        lengths = np.diff(self.corpus.offsets) if self.group_by_length and self.shuffle else None
         return rank_batches(len(self.corpus), self.batch_size, self.rank, self.world_size,
-                            self.epoch, self.seed, self.shuffle)
+                            self.epoch, self.seed, self.shuffle, lengths, self.group_by_length)
 
     def __len__(self) -> int:
         return len(rank_batches(len(self.corpus), self.batch_size, 0, self.world_size, 0, 0, False))

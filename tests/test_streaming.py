@@ -245,3 +245,59 @@ def test_a_restored_position_is_used_once_and_changed_settings_are_named(kind, c
         dm.load_state_dict({**same, setting: 16})
     assert len(caplog.records) == 1 and f"{setting}=8" in caplog.text and "used 16" in caplog.text
     assert dm._take_resume() == (2, 5)
+
+
+def test_length_grouped_batches_cover_each_record_once_with_less_padding():
+    """group_by_length keeps an epoch's contract (every record once, the same batch count and sizes
+    on every rank, a pure function of (seed, epoch)) and cuts the padding of skewed lengths."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 100, size=1003)
+    n, batch, world = len(lengths), 16, 2
+
+    def plans(group, epoch=0):
+        return [rank_batches(n, batch, r, world, epoch, 7, True, lengths, group) for r in range(world)]
+
+    def padded_tokens(plan):
+        return sum(len(b) * int(lengths[b].max()) for b in plan)
+
+    grouped, plain = plans(20), plans(0)
+    for g, p in zip(grouped, plain):
+        assert sorted(len(b) for b in g) == sorted(len(b) for b in p)
+        assert sorted(np.concatenate(g).tolist()) == sorted(np.concatenate(p).tolist())  # same share
+    assert sorted(int(i) for p in grouped for b in p for i in b) == list(range(n))
+    real = int(lengths.sum())
+    assert padded_tokens(plain[0] + plain[1]) > 1.5 * real
+    assert padded_tokens(grouped[0] + grouped[1]) < 1.1 * real
+    # not one long sorted run: the batches come in a random order, each of similar lengths
+    widths = [int(lengths[b].max()) for b in grouped[0]]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
+    again = plans(20)
+    assert all(np.array_equal(a, b) for p, q in zip(grouped, again) for a, b in zip(p, q))
+    assert not all(np.array_equal(a, b) for a, b in zip(grouped[0], plans(20, epoch=1)[0]))
+    with pytest.raises(ValueError, match="one length per record"):
+        rank_batches(n, batch, 0, world, 0, 7, True, None, 20)
+    with pytest.raises(ValueError, match=">= 0"):
+        rank_batches(n, batch, 0, world, 0, 7, True, lengths, -1)
+    # unshuffled (validation) streams ignore it
+    assert all(np.array_equal(a, b) for a, b in zip(rank_batches(n, batch, 0, 1, 0, 7, False, lengths, 20),
+                                                     rank_batches(n, batch, 0, 1, 0, 7, False)))
+
+
+@pytest.mark.parametrize("skip", [1, 7])
+def test_length_grouped_stream_resumes_mid_epoch_exactly(corpus, tok, skip):
+    def records(skip_):
+        stream = BatchStream(corpus, 16, tok.pad_token_id, seed=7, rank=0, world_size=1, group_by_length=4)
+        loader = StreamingLoader(stream, num_workers=2, epoch_fn=lambda: 2, resume_fn=lambda: (2, skip_))
+        return [b["record_index"].tolist() for b in loader]
+
+    full = records(0)
+    assert records(skip) == full[skip:]
+    assert sorted(i for b in full for i in b) == list(range(len(corpus)))
+
+
+def test_sequence_datamodule_rejects_a_negative_grouping_and_names_it_for_resumes():
+    from datamodules.sequences import SequenceDataModule
+
+    with pytest.raises(ValueError, match="group_by_length"):
+        SequenceDataModule(group_by_length=-1)
+    assert SequenceDataModule(group_by_length=50)._stream_settings()["group_by_length"] == 50
