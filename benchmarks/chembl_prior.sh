@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The molgpt-chembl prior on a CPU, resumable across sessions (issue 28). Stages, each skipped
 # when its output exists and resumed from its last.ckpt when it was interrupted:
-#   1. (PHASES=1) a further pretraining phase of the shipped checkpoint:
-#      configs/pretrain/molgpt_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_cpu_continue.yaml
+#   1. (PHASE=long) a further pretraining phase of the shipped checkpoint, 5,000 steps with
+#      length-grouped batches: configs/pretrain/molgpt_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_cpu_long.yaml
+#      (PHASE=continue, or PHASES=1: the earlier 1,200-step phase, molgpt_chembl_cpu_continue.yaml)
 #   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
 #      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
 #      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 N=${N:-10000}
 FCD_REF=${FCD_REF:-10000}
-PHASES=${PHASES:-0}
+PHASE=${PHASE:-$([[ "${PHASES:-0}" == 1 ]] && echo continue || true)}
 VARIANT=${VARIANT:-sft}
 OUT=runs/chembl_prior
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
@@ -47,13 +48,16 @@ fi
 
 START=checkpoints/molgpt-chembl
 EXTRA=()
-if [[ "$PHASES" == 1 ]]; then
-  fit runs/pretrain/molgpt_chembl_cpu_continue configs/pretrain/molgpt_chembl_cpu.yaml configs/pretrain/molgpt_chembl_cpu_continue.yaml
-  START=runs/pretrain/molgpt_chembl_cpu_continue/pretrained
-fi
+case "$PHASE" in
+  "") ;;
+  continue|long)
+    fit "runs/pretrain/molgpt_chembl_cpu_$PHASE" configs/pretrain/molgpt_chembl_cpu.yaml "configs/pretrain/molgpt_chembl_cpu_$PHASE.yaml"
+    START="runs/pretrain/molgpt_chembl_cpu_$PHASE/pretrained" ;;
+  *) echo "PHASE must be continue or long, not '$PHASE'" >&2; exit 2 ;;
+esac
 # the validity stage's folder names its start, so that a stage begun from the shipped model is
 # never resumed (its last.ckpt) on top of a further pretraining phase, or the other way round
-AFTER=$([[ "$PHASES" == 1 ]] && echo _after_continue || true)
+AFTER=${PHASE:+_after_$PHASE}
 if [[ "$VARIANT" == online ]]; then
   STAGE=runs/pretrain/molgpt_chembl_validity_cpu$AFTER
   CONFIGS=(configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml)
