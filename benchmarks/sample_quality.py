@@ -9,8 +9,9 @@ on a random n of them for comparison) and FCD to the whole held-out set, as MOSE
 (needs fcd-torch; the ChemNet statistics of the held-out set are cached after the first run,
 ``--fcd-reference N`` uses a seeded random N instead). Prints Markdown. The sets: MOSES train and
 test (``--data moses``), or the shipped ChEMBL v31 training subset and its validation set
-(``--data chembl``). Subsets are random, never the first rows: the MOSES files are ordered, and
-their first 10,000 test molecules are ≈ 4 FCD from the whole test set. ``--training-row`` adds a
+(``--data chembl``), or for a model trained on the extended split (``ChemblDataModule(split=
+"extended")``) its 140k training SMILES and the 10,000 it holds out (``--data chembl-extended``).
+Subsets are random, never the first rows: the MOSES files are ordered, and their first 10,000 test molecules are ≈ 4 FCD from the whole test set. ``--training-row`` adds a
 row for n random training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38).
 """
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from datamodules.sources import chembl_path, moses_path, read_records  # noqa: E402
+from datamodules.sources import chembl_extended_split, chembl_path, moses_path, read_records  # noqa: E402
 from datamodules.streaming import default_cache_dir  # noqa: E402
 from lightning_modules.metrics import (  # noqa: E402
     InternalDiversity,
@@ -45,6 +46,9 @@ from networks.tokenizers import load_tokenizer  # noqa: E402
 DATA_SETS = {
     "moses": (lambda: read_records(moses_path("train"), "SMILES"), lambda: read_records(moses_path("test"), "SMILES")),
     "chembl": (lambda: read_records(chembl_path("train")), lambda: read_records(chembl_path("valid"))),
+    # models trained with ChemblDataModule(split="extended"): 140k training, 10k held out
+    "chembl-extended": (lambda: read_records(chembl_extended_split()["train"]),
+                        lambda: read_records(chembl_extended_split()["holdout"])),
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lightning as L
 
-from datamodules.sources import chembl_path, dhs_path, moses_path
+from datamodules.sources import chembl_extended_split, chembl_path, dhs_path, moses_path
 from datamodules.streaming import BatchStream, RecordFile, ResumableStreamMixin, StreamingLoader, TokenizedCorpus
 from networks.tokenizers import load_tokenizer
 
@@ -173,10 +173,23 @@ class MosesDataModule(SequenceDataModule):
 
 class ChemblDataModule(SequenceDataModule):
     """ChEMBL v31 SMILES: the shipped 50k training subset and 100k validation set by default;
-    ``train``/``val`` take user files instead (e.g. GuacaMol's ``.smiles`` files)."""
+    ``train``/``val`` take user files instead (e.g. GuacaMol's ``.smiles`` files).
 
-    def __init__(self, train: str | None = None, val: str | None = None, **kwargs):
+    ``split: extended`` trains on the 50k subset plus 90,000 of the validation SMILES and
+    validates on the other 10,000 (:func:`~datamodules.sources.chembl_extended_split`; evaluate
+    with ``benchmarks/sample_quality.py --data chembl-extended``)."""
+
+    def __init__(self, train: str | None = None, val: str | None = None, split: str = "mini", **kwargs):
         super().__init__(**kwargs)
+        if split not in ("mini", "extended"):
+            raise ValueError(f"ChEMBL split must be 'mini' (the shipped 50k) or 'extended', got {split!r}")
+        if split == "extended" and (train or val):
+            raise ValueError("split: extended names its own files; give train/val only with split: mini")
+        self.split = split
+        if split == "extended":
+            paths = chembl_extended_split(None if self.cache_dir is None else Path(self.cache_dir) / "chembl_splits")
+            self.train_path, self.val_path = str(paths["train"]), str(paths["holdout"])
+            return
         self.train_path = _user_or(train, chembl_path("train"))
         self.val_path = _user_or(val, chembl_path("valid") if train is None else None)
 

@@ -301,3 +301,32 @@ def test_sequence_datamodule_rejects_a_negative_grouping_and_names_it_for_resume
     with pytest.raises(ValueError, match="group_by_length"):
         SequenceDataModule(group_by_length=-1)
     assert SequenceDataModule(group_by_length=50)._stream_settings()["group_by_length"] == 50
+
+
+def test_extended_chembl_split_is_disjoint_fixed_and_private_only_if_the_umask_says(tmp_path):
+    """split: extended adds 90,000 validation SMILES to the 50k training subset and holds out the
+    other 10,000; the files are the same on every call and honour the umask."""
+    import os
+
+    from datamodules.sequences import ChemblDataModule
+    from datamodules.sources import chembl_extended_split, chembl_path, read_records
+
+    old = os.umask(0o027)
+    try:
+        paths = chembl_extended_split(tmp_path / "a")
+    finally:
+        os.umask(old)
+    train, holdout = (list(read_records(paths[k])) for k in ("train", "holdout"))
+    assert len(train) == 140_000 and len(holdout) == 10_000
+    assert not set(train) & set(holdout)
+    valid = set(read_records(chembl_path("valid")))
+    assert set(holdout) <= valid and set(read_records(chembl_path("train"))) <= set(train)
+    assert all(oct(paths[k].stat().st_mode & 0o777) == oct(0o640) for k in paths)
+    again = chembl_extended_split(tmp_path / "b")  # made again elsewhere: the same records
+    assert list(read_records(again["holdout"])) == holdout
+    dm = ChemblDataModule(split="extended", cache_dir=str(tmp_path / "c"))
+    assert list(read_records(dm.val_path)) == holdout and len(list(read_records(dm.train_path))) == 140_000
+    with pytest.raises(ValueError, match="mini"):
+        ChemblDataModule(split="full")
+    with pytest.raises(ValueError, match="own files"):
+        ChemblDataModule(split="extended", train="x.smi", cache_dir=str(tmp_path / "c"))
