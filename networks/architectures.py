@@ -235,11 +235,20 @@ def extend_positions(model: PreTrainedModel, n_positions: int) -> PreTrainedMode
     return model
 
 
+_DROPOUT_CONFIG_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop",  # GPT-2
+                          "hidden_dropout_prob", "attention_probs_dropout_prob")  # ESM / BERT
+
+
 def set_dropout(model: nn.Module, p: float) -> nn.Module:
-    """Sets every ``nn.Dropout`` of ``model`` to probability ``p`` (in place; returns the model)."""
+    """Sets every ``nn.Dropout`` of ``model`` to probability ``p`` (in place; returns the model),
+    and the config's dropout fields to match, so that an export says how it was trained."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = p
+    config = getattr(model, "config", None)
+    for field in _DROPOUT_CONFIG_FIELDS:
+        if config is not None and hasattr(config, field):
+            setattr(config, field, p)
     return model
 
 

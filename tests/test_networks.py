@@ -82,6 +82,9 @@ def test_pretrained_trains_with_the_dropout_asked_for(tmp_path):
     off = Pretrained(str(tmp_path), dropout=0.0).build(tok)
     assert {m.p for m in off.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
     assert torch.equal(off(ids).logits, off(ids).logits)
+    # the config says so too, so that an export of it states how it was trained
+    assert (off.config.resid_pdrop, off.config.embd_pdrop, off.config.attn_pdrop) == (0.0, 0.0, 0.0)
+    assert kept.config.resid_pdrop == 0.3
     assert Pretrained.from_config(Pretrained(str(tmp_path), dropout=0.0).to_config()).dropout == 0.0
     with pytest.raises(ValueError, match="dropout"):
         Pretrained(str(tmp_path), dropout=1.5)
