@@ -87,7 +87,10 @@ def main() -> None:
     shape = f"{args.data} training batches" if args.data else f"length {args.length}"
     print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, "
           f"{torch.get_num_threads()} threads, {shape}, {args.steps} timed steps")
-    print("| precision | batch | group_by_length | trained tokens/s | padded / trained positions |\n|---|---|---|---|---|")
+    if args.data:
+        print("| precision | batch | group_by_length | trained tokens/s | padded / trained positions |\n|---|---|---|---|---|")
+    else:
+        print("| precision | batch | tokens/s |\n|---|---|---|")
     for precision in args.precisions:
         for batch in args.batch_sizes:
             for group in args.group_by_length if args.data else [None]:
@@ -96,8 +99,10 @@ def main() -> None:
                 batches = loader_batches(args.data, batch, group) if args.data else None
                 rate, waste = tokens_per_second(model, len(tok), batch, args.length, args.steps,
                                                 compute_dtype(device, precision), device, batches)
-                print(f"| {precision} | {batch} | {'—' if group is None else group} | {rate:,.0f} | {waste:.2f} |",
-                      flush=True)
+                if group is None:
+                    print(f"| {precision} | {batch} | {rate:,.0f} |", flush=True)
+                else:
+                    print(f"| {precision} | {batch} | {group} | {rate:,.0f} | {waste:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
