@@ -11,8 +11,9 @@ on a random n of them for comparison) and FCD to the whole held-out set, as MOSE
 test (``--data moses``), or the shipped ChEMBL v31 training subset and its validation set
 (``--data chembl``), or for a model trained on the extended split (``ChemblDataModule(split=
 "extended")``) its 140k training SMILES and the 10,000 it holds out (``--data chembl-extended``).
-Subsets are random, never the first rows: the MOSES files are ordered, and their first 10,000 test molecules are ≈ 4 FCD from the whole test set. ``--training-row`` adds a
-row for n random training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38).
+Subsets are random, never the first rows: the MOSES files are ordered, and their first 10,000
+test molecules are ≈ 4 FCD from the whole test set. ``--training-row`` adds a row for n random
+training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38).
 """
 
 from __future__ import annotations

@@ -61,13 +61,17 @@ def tokens_per_second(model, vocab: int, batch: int, length: int, steps: int, dt
 
 
 def loader_batches(data: str, batch: int, group_by_length: int):
+    """The datamodule's training batches, epoch after epoch."""
+    import itertools
+
     from datamodules.sequences import ChemblDataModule, MosesDataModule
 
     dm = {"chembl": ChemblDataModule, "moses": MosesDataModule}[data](
         batch_size=batch, max_tokens=128, group_by_length=group_by_length)
-    dm.setup("fit")
-    stream = dm._stream("train", batch, shuffle=True)
-    return (b for epoch in range(10**6) for b in (setattr(stream, "epoch", epoch), iter(stream))[1])
+    stream = dm.train_dataloader().dataset
+    for epoch in itertools.count():
+        stream.epoch = epoch
+        yield from stream
 
 
 def main() -> None:

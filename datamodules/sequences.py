@@ -186,14 +186,14 @@ class ChemblDataModule(SequenceDataModule):
         if split == "extended" and (train or val):
             raise ValueError("split: extended names its own files; give train/val only with split: mini")
         self.split = split
-        if split == "extended":
-            paths = chembl_extended_split(None if self.cache_dir is None else Path(self.cache_dir) / "chembl_splits")
-            self.train_path, self.val_path = str(paths["train"]), str(paths["holdout"])
-            return
         self.train_path = _user_or(train, chembl_path("train"))
         self.val_path = _user_or(val, chembl_path("valid") if train is None else None)
 
     def record_file(self, stage: str) -> RecordFile | None:
+        if self.split == "extended" and stage in ("train", "val"):
+            # written on first use (not when a config is merely instantiated), then cached
+            paths = chembl_extended_split(None if self.cache_dir is None else Path(self.cache_dir) / "chembl_splits")
+            return RecordFile(str(paths["train"])) if stage == "train" else RecordFile(str(paths["holdout"]))
         if stage == "train":
             return RecordFile(self.train_path)
         if stage == "val" and self.val_path:

@@ -292,15 +292,14 @@ def chembl_extended_split(cache_dir: str | Path | None = None) -> dict[str, Path
 
     import numpy as np
 
-    from networks.files import honour_umask
+    from networks.files import cache_root, honour_umask
 
     train, valid = chembl_path("train"), chembl_path("valid")
     key = hashlib.sha256()
     for source in (train, valid):
         key.update(source.read_bytes())
     key.update(f"{_CHEMBL_SPLIT_SEED}:{CHEMBL_HOLDOUT}".encode())
-    base = Path(cache_dir) if cache_dir is not None else (
-        Path(os.environ.get("REWARDFIT_CACHE", Path.home() / ".cache" / "rewardfit")) / "chembl_splits")
+    base = Path(cache_dir) if cache_dir is not None else cache_root() / "chembl_splits"
     directory = base.expanduser() / f"v1-{key.hexdigest()[:16]}"
     paths = {"train": directory / "train.txt", "holdout": directory / "holdout.txt"}
     if all(p.is_file() for p in paths.values()):

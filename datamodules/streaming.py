@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.sources import DataFileError, read_records
-from networks.files import honour_umask
+from networks.files import cache_root, honour_umask
 from networks.tokenizers import TokenizationError, encode_checked
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ _CHUNK = 8192
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("REWARDFIT_CACHE", Path.home() / ".cache" / "rewardfit")) / "corpora"
+    return cache_root() / "corpora"
 
 
 @dataclass(frozen=True)

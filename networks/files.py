@@ -4,13 +4,20 @@
 whatever the umask: renamed into place, a checkpoint, a Parquet sample set or a cache folder
 would stay private to its writer, and a team's shared run folder could not read it.
 :func:`honour_umask` gives such a path the mode a plain ``open``/``mkdir`` would have given it.
-:func:`file_sha256` names a file by its content (a source pickle, an oracle's code, model weights).
+:func:`file_sha256` names a file by its content (a source pickle, an oracle's code, model weights);
+:func:`cache_root` is where rewardfit keeps what it derives once (corpora, forests, data splits).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """``$REWARDFIT_CACHE``, or ``~/.cache/rewardfit``: each derived artefact has a folder under it."""
+    return Path(os.environ.get("REWARDFIT_CACHE", Path.home() / ".cache" / "rewardfit"))
 
 
 def current_umask() -> int:

@@ -72,12 +72,12 @@ def _converted(pickle_path: Path) -> Path:
     import os
     import tempfile
 
-    from networks.files import file_sha256, honour_umask
+    from networks.files import cache_root, file_sha256, honour_umask
     from oracles.convert_tdc_forest import convert
 
     if not pickle_path.is_file():
         raise FileNotFoundError(f"forest pickle not found: {pickle_path}")
-    root = Path(os.environ.get("REWARDFIT_CACHE", Path.home() / ".cache" / "rewardfit")) / "forests"
+    root = cache_root() / "forests"
     target = root / f"{file_sha256(pickle_path)}.npz"
     if not target.is_file():
         root.mkdir(parents=True, exist_ok=True)

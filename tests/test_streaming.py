@@ -325,7 +325,8 @@ def test_extended_chembl_split_is_disjoint_fixed_and_private_only_if_the_umask_s
     again = chembl_extended_split(tmp_path / "b")  # made again elsewhere: the same records
     assert list(read_records(again["holdout"])) == holdout
     dm = ChemblDataModule(split="extended", cache_dir=str(tmp_path / "c"))
-    assert list(read_records(dm.val_path)) == holdout and len(list(read_records(dm.train_path))) == 140_000
+    assert list(read_records(dm.record_file("val").path)) == holdout
+    assert len(list(read_records(dm.record_file("train").path))) == 140_000
     with pytest.raises(ValueError, match="mini"):
         ChemblDataModule(split="full")
     with pytest.raises(ValueError, match="own files"):
