@@ -4,12 +4,17 @@
 #   1. (PHASE=long) a further pretraining phase of the shipped checkpoint, 5,000 steps with
 #      length-grouped batches: configs/pretrain/molgpt_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_cpu_long.yaml
 #      (PHASE=continue, or PHASES=1: the earlier 1,200-step phase, molgpt_chembl_cpu_continue.yaml)
+#      PHASE=extended: 2,000 steps on the extended split (140k training SMILES, 10k held out),
+#      molgpt_chembl_cpu_extended.yaml; PHASE=extended2: that, then 5,000 steps × 256 on two DDP
+#      processes of one thread each from its export (+ molgpt_chembl_cpu_extended2.yaml). The
+#      extended phases are judged against their own held-out 10k (sample_quality.py --data chembl-extended).
 #   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
 #      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
 #      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
 #        + configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml
 #      VARIANT=online: configs/era/qed_chembl_online_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
 #      (faster to high validity, but it learns shorter SMILES: checkpoints/molgpt-chembl/README.md)
+#      VARIANT=none: no validity stage; the pretraining phase's export is the candidate
 #   3. the export with bf16 weights (the size the repository ships), then the quality table on
 #      N samples without top-k and at top-k 5 (benchmarks/sample_quality.py --data chembl; FCD
 #      against FCD_REF random held-out ChEMBL molecules) in runs/chembl_prior/quality.md.
@@ -48,17 +53,31 @@ fi
 
 START=checkpoints/molgpt-chembl
 EXTRA=()
+DATA=chembl
+BASE=configs/pretrain/molgpt_chembl_cpu.yaml
 case "$PHASE" in
   "") ;;
   continue|long)
-    fit "runs/pretrain/molgpt_chembl_cpu_$PHASE" configs/pretrain/molgpt_chembl_cpu.yaml "configs/pretrain/molgpt_chembl_cpu_$PHASE.yaml"
+    fit "runs/pretrain/molgpt_chembl_cpu_$PHASE" "$BASE" "configs/pretrain/molgpt_chembl_cpu_$PHASE.yaml"
     START="runs/pretrain/molgpt_chembl_cpu_$PHASE/pretrained" ;;
-  *) echo "PHASE must be continue or long, not '$PHASE'" >&2; exit 2 ;;
+  extended|extended2)
+    DATA=chembl-extended
+    fit runs/pretrain/molgpt_chembl_cpu_extended "$BASE" configs/pretrain/molgpt_chembl_cpu_extended.yaml
+    START=runs/pretrain/molgpt_chembl_cpu_extended/pretrained
+    if [[ "$PHASE" == extended2 ]]; then
+      fit runs/pretrain/molgpt_chembl_cpu_extended2 "$BASE" configs/pretrain/molgpt_chembl_cpu_extended.yaml \
+        configs/pretrain/molgpt_chembl_cpu_extended2.yaml
+      START=runs/pretrain/molgpt_chembl_cpu_extended2/pretrained
+    fi ;;
+  *) echo "PHASE must be continue, long, extended or extended2, not '$PHASE'" >&2; exit 2 ;;
 esac
 # the validity stage's folder names its start, so that a stage begun from the shipped model is
 # never resumed (its last.ckpt) on top of a further pretraining phase, or the other way round
 AFTER=${PHASE:+_after_$PHASE}
-if [[ "$VARIANT" == online ]]; then
+if [[ "$VARIANT" == none ]]; then
+  [[ -n "$PHASE" ]] || { echo "VARIANT=none needs a PHASE: without one there is nothing to train" >&2; exit 2; }
+  STAGE=${START%/pretrained}
+elif [[ "$VARIANT" == online ]]; then
   STAGE=runs/pretrain/molgpt_chembl_validity_cpu$AFTER
   CONFIGS=(configs/era/qed_chembl_online_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml)
 else
@@ -66,8 +85,10 @@ else
   CONFIGS=(configs/era/qed_chembl_cpu.yaml configs/pretrain/molgpt_chembl_validity_cpu.yaml
            configs/pretrain/molgpt_chembl_validity_sft_cpu.yaml)
 fi
-EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
-fit "$STAGE" "${CONFIGS[@]}"
+if [[ "$VARIANT" != none ]]; then
+  EXTRA=(--model.init_args.policy.init_args.path "$START" --model.init_args.tokenizer "$START" --trainer.default_root_dir "$STAGE")
+  fit "$STAGE" "${CONFIGS[@]}"
+fi
 
 STAGE="$STAGE" "$PY" - <<'EOF'
 import os
@@ -79,5 +100,5 @@ model.save_pretrained(dst)
 AutoTokenizer.from_pretrained(src).save_pretrained(dst)
 print("bf16 export:", dst)
 EOF
-"$PY" benchmarks/sample_quality.py --model "$OUT/candidate" --data chembl --n "$N" --top-k 0 5 \
+"$PY" benchmarks/sample_quality.py --model "$OUT/candidate" --data "$DATA" --n "$N" --top-k 0 5 \
   --fcd-reference "$FCD_REF" | tee "$OUT/quality.md"

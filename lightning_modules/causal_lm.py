@@ -87,8 +87,10 @@ class CausalLMPretraining(L.LightningModule):
         self.val_ppl.update(logits[:, :-1].float(), targets)
 
     def on_validation_epoch_end(self):
-        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
-        self.log("val/ppl", self.val_ppl.compute(), prog_bar=True)
+        # compute() has already reduced over ranks, so every rank logs the same number; sync_dist
+        # only says so (averaging equal values) and keeps Lightning's DDP warning away
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)
+        self.log("val/ppl", self.val_ppl.compute(), prog_bar=True, sync_dist=True)
         self.val_loss.reset()
         self.val_ppl.reset()
 
@@ -96,8 +98,8 @@ class CausalLMPretraining(L.LightningModule):
         self.validation_step(batch, batch_idx)
 
     def on_test_epoch_end(self):
-        self.log("test/loss", self.val_loss.compute())
-        self.log("test/ppl", self.val_ppl.compute())
+        self.log("test/loss", self.val_loss.compute(), sync_dist=True)
+        self.log("test/ppl", self.val_ppl.compute(), sync_dist=True)
         self.val_loss.reset()
         self.val_ppl.reset()
 
