@@ -16,8 +16,9 @@
 #      (faster to high validity, but it learns shorter SMILES: checkpoints/molgpt-chembl/README.md)
 #      VARIANT=none: no validity stage; the pretraining phase's export is the candidate
 #   3. the export with bf16 weights (the size the repository ships), then the quality table on
-#      N samples without top-k and at top-k 5 (benchmarks/sample_quality.py --data chembl; FCD
-#      against FCD_REF random held-out ChEMBL molecules) in runs/chembl_prior/quality.md.
+#      N samples without top-k and at top-k 5 (benchmarks/sample_quality.py --data chembl, or
+#      chembl-extended after an extended phase; FCD against FCD_REF random held-out ChEMBL
+#      molecules, or all of them with FCD_REF=all) in runs/chembl_prior/quality.md.
 #   benchmarks/chembl_prior.sh                 # all stages
 #   benchmarks/chembl_prior.sh trend DIR       # validity etc. of an intermediate export on 2,000 samples
 # Run it niced on a shared machine: nohup nice -n 15 benchmarks/chembl_prior.sh > runs/chembl_prior/log &
