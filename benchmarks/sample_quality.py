@@ -29,7 +29,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datamodules.sources import chembl_extended_split, chembl_path, moses_path, read_records  # noqa: E402
-from datamodules.streaming import default_cache_dir  # noqa: E402
 from lightning_modules.metrics import (  # noqa: E402
     InternalDiversity,
     Novelty,
@@ -39,6 +38,7 @@ from lightning_modules.metrics import (  # noqa: E402
     frechet_chemnet_distance,
 )
 from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
+from networks.files import cache_root  # noqa: E402
 from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 
@@ -88,7 +88,7 @@ def main() -> None:
     fcd_reference, fcd_missing = None, None
     try:
         start = time.perf_counter()
-        fcd_reference = chemnet_statistics(fcd_set, cache_dir=default_cache_dir().parent / "fcd")
+        fcd_reference = chemnet_statistics(fcd_set, cache_dir=cache_root() / "fcd")
         print(f"ChemNet statistics of the FCD reference: {time.perf_counter() - start:.0f} s", flush=True)
     except (ImportError, ValueError) as err:
         fcd_missing = f"n/a ({type(err).__name__})"
