@@ -8,6 +8,11 @@
 #      molgpt_chembl_cpu_extended.yaml; PHASE=extended2: that, then 5,000 steps × 256 on two DDP
 #      processes of one thread each from its export (+ molgpt_chembl_cpu_extended2.yaml). The
 #      extended phases are judged against their own held-out 10k (sample_quality.py --data chembl-extended).
+#      PHASE=distill: self-distillation of the shipped checkpoint: DISTILL_N (default 100,000)
+#      samples of it per core (2 one-thread processes, seeds 0 and 1; benchmarks/valid_samples.py
+#      keeps the valid ones), runs/distill/train.smi = the extended split's 140k training SMILES +
+#      those samples, then 1,200 steps × 256 on two DDP processes
+#      (configs/pretrain/molgpt_chembl_cpu_distill.yaml); judged like the extended phases.
 #   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
 #      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
 #      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
@@ -70,7 +75,36 @@ case "$PHASE" in
         configs/pretrain/molgpt_chembl_cpu_extended2.yaml
       START=runs/pretrain/molgpt_chembl_cpu_extended2/pretrained
     fi ;;
-  *) echo "PHASE must be continue, long, extended or extended2, not '$PHASE'" >&2; exit 2 ;;
+  distill)
+    DATA=chembl-extended
+    mkdir -p runs/distill
+    pids=()
+    for seed in 0 1; do
+      if [[ ! -f "runs/distill/valid_seed$seed.smi" ]]; then
+        "$PY" benchmarks/valid_samples.py --model "$START" --n "${DISTILL_N:-100000}" --seed "$seed" \
+          --out "runs/distill/valid_seed$seed.smi" & pids+=($!)
+      fi
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sampler stops the script
+    if [[ ! -f runs/distill/train.smi ]]; then
+      "$PY" - <<'EOF'
+import os, shutil, tempfile
+from datamodules.sources import chembl_extended_split
+from networks.files import honour_umask
+split = chembl_extended_split()
+handle, tmp = tempfile.mkstemp(dir="runs/distill", prefix=".train.smi.")
+with os.fdopen(handle, "wb") as out:
+    for path in (split["train"], "runs/distill/valid_seed0.smi", "runs/distill/valid_seed1.smi"):
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, out)
+honour_umask(tmp)
+shutil.copyfile(split["holdout"], "runs/distill/holdout.smi")
+os.replace(tmp, "runs/distill/train.smi")
+EOF
+    fi
+    fit runs/pretrain/molgpt_chembl_cpu_distill "$BASE" configs/pretrain/molgpt_chembl_cpu_distill.yaml
+    START=runs/pretrain/molgpt_chembl_cpu_distill/pretrained ;;
+  *) echo "PHASE must be continue, long, extended, extended2 or distill, not '$PHASE'" >&2; exit 2 ;;
 esac
 # the validity stage's folder names its start, so that a stage begun from the shipped model is
 # never resumed (its last.ckpt) on top of a further pretraining phase, or the other way round

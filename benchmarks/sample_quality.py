@@ -19,6 +19,7 @@ training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--training-row", action="store_true",
                         help="first a row for n random training molecules in place of samples: the FCD a model "
                              "sampling its training distribution exactly would get at this n (the floor)")
+    parser.add_argument("--extra-training", nargs="+", default=[], metavar="FILE",
+                        help="further training files (one SMILES a line) for novelty: a model trained on its own "
+                             "samples too (benchmarks/valid_samples.py) is judged against them as well")
     args = parser.parse_args()
     train_records, held_out_records = DATA_SETS[args.data]
 
@@ -80,7 +84,9 @@ def main() -> None:
 
     test = random_subset(args.n)
     fcd_set = held_out if args.fcd_reference == "all" else random_subset(int(args.fcd_reference))
-    novelty = Novelty(train_records())
+    # sampled strings are not canonical: with extra files every reference string is canonicalised
+    novelty = Novelty(itertools.chain(train_records(), *(read_records(f) for f in args.extra_training)),
+                      canonicalize_reference=bool(args.extra_training))
     test_intdiv = InternalDiversity()
     test_intdiv.update(test)
     print(f"model {directory}, {args.n} samples per row, {args.data} held-out IntDiv1 (random n={len(test)}): "
