@@ -10,9 +10,12 @@
 #      extended phases are judged against their own held-out 10k (sample_quality.py --data chembl-extended).
 #      PHASE=distill: self-distillation of the shipped checkpoint: DISTILL_N (default 100,000)
 #      samples of it per core (2 one-thread processes, seeds 0 and 1; benchmarks/valid_samples.py
-#      keeps the valid ones), runs/distill/train.smi = the extended split's 140k training SMILES +
-#      those samples, then 1,200 steps × 256 on two DDP processes
+#      keeps the valid ones), resampled to the training SMILES' length histogram
+#      (benchmarks/length_matched.py; DISTILL_MATCH=none keeps them as drawn), the extended
+#      split's 140k training SMILES + those, then 1,200 steps × 256 on two DDP processes
 #      (configs/pretrain/molgpt_chembl_cpu_distill.yaml); judged like the extended phases.
+#      DISTILL_ROUNDS=r repeats it r times, each round from the last round's export (its own
+#      samples, seeds 10r and 10r + 1, under runs/distill/round<r>).
 #   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
 #      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
 #      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
@@ -77,33 +80,41 @@ case "$PHASE" in
     fi ;;
   distill)
     DATA=chembl-extended
+    TRAIN_SPLIT=$("$PY" -c "from datamodules.sources import chembl_extended_split as s; print(s()['train'])")
+    HOLDOUT=$("$PY" -c "from datamodules.sources import chembl_extended_split as s; print(s()['holdout'])")
     mkdir -p runs/distill
-    pids=()
-    for seed in 0 1; do
-      if [[ ! -f "runs/distill/valid_seed$seed.smi" ]]; then
-        "$PY" benchmarks/valid_samples.py --model "$START" --n "${DISTILL_N:-100000}" --seed "$seed" \
-          --out "runs/distill/valid_seed$seed.smi" & pids+=($!)
+    [[ -f runs/distill/holdout.smi ]] || cp "$HOLDOUT" runs/distill/holdout.smi
+    for round in $(seq 1 "${DISTILL_ROUNDS:-1}"); do  # round r distils round r-1's export
+      SDIR=runs/distill SEEDS=(0 1)
+      [[ $round == 1 ]] || { SDIR=runs/distill/round$round; SEEDS=($((10 * round)) $((10 * round + 1))); }
+      mkdir -p "$SDIR"
+      pids=()
+      for seed in "${SEEDS[@]}"; do
+        if [[ ! -f "$SDIR/valid_seed$seed.smi" ]]; then
+          "$PY" benchmarks/valid_samples.py --model "$START" --n "${DISTILL_N:-100000}" --seed "$seed" \
+            --out "$SDIR/valid_seed$seed.smi" & pids+=($!)
+        fi
+      done
+      for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sampler stops the script
+      SAMPLES=("$SDIR/valid_seed${SEEDS[0]}.smi" "$SDIR/valid_seed${SEEDS[1]}.smi")
+      SUFFIX=$([[ $round == 1 ]] || echo "$round")
+      if [[ "${DISTILL_MATCH:-length}" == length ]]; then
+        DDIR=$SDIR/matched RUN=runs/pretrain/molgpt_chembl_cpu_distill_matched$SUFFIX
+        [[ -f $DDIR/valid_matched.smi ]] || "$PY" benchmarks/length_matched.py --reference "$TRAIN_SPLIT" \
+          --samples "${SAMPLES[@]}" --out $DDIR/valid_matched.smi
+        SAMPLES=($DDIR/valid_matched.smi)
+      else
+        DDIR=$SDIR RUN=runs/pretrain/molgpt_chembl_cpu_distill$SUFFIX
       fi
-    done
-    for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sampler stops the script
-    if [[ ! -f runs/distill/train.smi ]]; then
-      "$PY" - <<'EOF'
-import os, shutil, tempfile
-from datamodules.sources import chembl_extended_split
-from networks.files import honour_umask
-split = chembl_extended_split()
-handle, tmp = tempfile.mkstemp(dir="runs/distill", prefix=".train.smi.")
-with os.fdopen(handle, "wb") as out:
-    for path in (split["train"], "runs/distill/valid_seed0.smi", "runs/distill/valid_seed1.smi"):
-        with open(path, "rb") as src:
-            shutil.copyfileobj(src, out)
-honour_umask(tmp)
-shutil.copyfile(split["holdout"], "runs/distill/holdout.smi")
-os.replace(tmp, "runs/distill/train.smi")
-EOF
-    fi
-    fit runs/pretrain/molgpt_chembl_cpu_distill "$BASE" configs/pretrain/molgpt_chembl_cpu_distill.yaml
-    START=runs/pretrain/molgpt_chembl_cpu_distill/pretrained ;;
+      if [[ ! -f $DDIR/train.smi ]]; then  # written whole, then renamed: never a partial file
+        cat "$TRAIN_SPLIT" "${SAMPLES[@]}" > $DDIR/.train.smi.part && mv $DDIR/.train.smi.part $DDIR/train.smi
+      fi
+      EXTRA=(--data.init_args.train $DDIR/train.smi --trainer.default_root_dir $RUN)
+      [[ $round == 1 ]] || EXTRA+=(--model.init_args.architecture.init_args.path "$START")
+      fit $RUN "$BASE" configs/pretrain/molgpt_chembl_cpu_distill.yaml
+      EXTRA=()
+      START=$RUN/pretrained
+    done ;;
   *) echo "PHASE must be continue, long, extended, extended2 or distill, not '$PHASE'" >&2; exit 2 ;;
 esac
 # the validity stage's folder names its start, so that a stage begun from the shipped model is

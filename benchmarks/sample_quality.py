@@ -13,7 +13,10 @@ test (``--data moses``), or the shipped ChEMBL v31 training subset and its valid
 "extended")``) its 140k training SMILES and the 10,000 it holds out (``--data chembl-extended``).
 Subsets are random, never the first rows: the MOSES files are ordered, and their first 10,000
 test molecules are ≈ 4 FCD from the whole test set. ``--training-row`` adds a row for n random
-training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38).
+training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38). ``--extra-training FILE…``
+adds files to the novelty reference (a model distilled from its own samples,
+``benchmarks/valid_samples.py``, is judged against those too; all reference strings are then
+canonicalised).
 """
 
 from __future__ import annotations
