@@ -17,9 +17,7 @@ Prints the mean length before and after and against the reference.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from datamodules.sources import read_records  # noqa: E402
-from networks.files import honour_umask  # noqa: E402
+from networks.files import write_lines  # noqa: E402
 
 
 def length_matched(samples: list[str], reference: list[str], n: int, bin_width: int = 5,
@@ -73,12 +71,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     samples = [s for path in args.samples for s in read_records(path)]
     reference = list(read_records(args.reference))
     drawn = length_matched(samples, reference, args.n or len(samples), args.bin, args.cap, args.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(handle, "w") as f:
-        f.write("".join(s + "\n" for s in drawn))
-    honour_umask(tmp)
-    os.replace(tmp, out)
+    write_lines(out, drawn)
 
     def mean(xs):
         return sum(map(len, xs)) / len(xs)

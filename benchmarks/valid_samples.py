@@ -18,9 +18,7 @@ were dropped as invalid or unfinished (no ``<eos>`` within ``--max-new-tokens``)
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
-from networks.files import honour_umask  # noqa: E402
+from networks.files import write_lines  # noqa: E402
 from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 from oracles.canonical import sequence_validator  # noqa: E402
@@ -73,12 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
             counts["drawn"] += size
             bar.update(size)
     counts["kept"] = len(kept)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(handle, "w") as f:
-        f.write("".join(s + "\n" for s in kept))
-    honour_umask(tmp)
-    os.replace(tmp, out)
+    write_lines(out, kept)
     rate = counts["drawn"] / (time.perf_counter() - start)
     print(f"{directory}: {counts['drawn']:,} drawn ({rate:,.0f}/s), {counts['kept']:,} valid kept "
           f"({counts['kept'] / counts['drawn']:.4f}), {counts['invalid']:,} invalid, "

@@ -47,3 +47,21 @@ def file_sha256(path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_lines(path, lines) -> None:
+    """Write ``lines`` one a line to ``path`` whole or not at all: through a temporary file in the
+    same folder, renamed into place, with the mode a plain ``open`` would have given."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.writelines(s + "\n" for s in lines)
+        honour_umask(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
