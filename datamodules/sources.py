@@ -287,12 +287,10 @@ def chembl_extended_split(cache_dir: str | Path | None = None) -> dict[str, Path
     atomically and with the user's umask, and reused while the shipped files are unchanged.
     """
     import hashlib
-    import os
-    import tempfile
 
     import numpy as np
 
-    from networks.files import cache_root, honour_umask
+    from networks.files import cache_root, write_lines
 
     train, valid = chembl_path("train"), chembl_path("valid")
     key = hashlib.sha256()
@@ -311,11 +309,7 @@ def chembl_extended_split(cache_dir: str | Path | None = None) -> dict[str, Path
     extra = [held[i] for i in np.sort(order[CHEMBL_HOLDOUT:])]
     contents = {"train": list(read_records(train)) + extra, "holdout": holdout}
     for name, records in contents.items():
-        handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(handle, "w") as out:
-            out.write("\n".join(records) + "\n")
-        honour_umask(tmp)
-        os.replace(tmp, paths[name])
+        write_lines(paths[name], records)
     return paths
 
 

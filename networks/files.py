@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -52,8 +53,6 @@ def file_sha256(path) -> str:
 def write_lines(path, lines) -> None:
     """Write ``lines`` one a line to ``path`` whole or not at all: through a temporary file in the
     same folder, renamed into place, with the mode a plain ``open`` would have given."""
-    import tempfile
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
