@@ -16,12 +16,15 @@ test molecules are ≈ 4 FCD from the whole test set. ``--training-row`` adds a 
 training molecules: the FCD floor at this n (ChEMBL, n = 10,000: 0.38). ``--extra-training FILE…``
 adds files to the novelty reference (a model distilled from its own samples,
 ``benchmarks/valid_samples.py``, is judged against those too; all reference strings are then
-canonicalised).
+canonicalised). A second table splits each row's invalid samples by cause
+(``oracles.canonical.smiles_failure``: unclosed ring, other syntax, kekulisation, valence, …),
+as fractions of all samples.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import sys
 import time
@@ -45,6 +48,7 @@ from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
 from networks.files import cache_root  # noqa: E402
 from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
+from oracles.canonical import SMILES_FAILURES, smiles_failure  # noqa: E402
 
 
 # (training set for novelty, held-out set for FCD and IntDiv1) per data set
@@ -111,6 +115,8 @@ def main() -> None:
             row.append(f"{float(metric.compute()):.4f}")
         return " | ".join([*row, fcd_missing or f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"])
 
+    failures: dict[str, collections.Counter] = {}
+
     if args.training_row:
         training = list(train_records())
         texts = [training[i] for i in np.random.default_rng(args.seed + 1).choice(len(training), args.n, replace=False)]
@@ -121,6 +127,12 @@ def main() -> None:
                        generator=torch.Generator().manual_seed(args.seed)).texts
         rate = args.n / (time.perf_counter() - start)
         print(f"| {top_k or 'none'} | {cells(texts)} | {rate:,.0f} |", flush=True)
+        failures[top_k or "none"] = collections.Counter(map(smiles_failure, texts))
+    causes = [c for c in SMILES_FAILURES if any(f[c] for f in failures.values())]
+    print("\ninvalid samples by cause (fraction of all samples):\n")
+    print("| top-k | " + " | ".join(causes) + " |\n|---|" + "---|" * len(causes))
+    for top_k, counts in failures.items():
+        print(f"| {top_k} | " + " | ".join(f"{counts[c] / args.n:.4f}" for c in causes) + " |")
 
 
 if __name__ == "__main__":

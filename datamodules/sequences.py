@@ -8,13 +8,15 @@ ENCODE cell-type DHS set (shipped) and an MPRA table from a user path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import lightning as L
 
 from datamodules.sources import chembl_extended_split, chembl_path, dhs_path, moses_path
-from datamodules.streaming import BatchStream, RecordFile, ResumableStreamMixin, StreamingLoader, TokenizedCorpus
+from datamodules.streaming import (RECORD_TRANSFORMS, BatchStream, RecordFile, ResumableStreamMixin,
+                                   StreamingLoader, TokenizedCorpus)
 from networks.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -43,15 +45,22 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
             ``g = 50``. 0 (default) keeps uniformly random batches. The loss is still a mean over
             each batch's tokens, so short records weigh a little more per token than in random
             batches.
+        transform: rewrite every record (train, val and test) before tokenising, by name:
+            ``fresh_ring_labels`` gives each SMILES ring bond a label of its own
+            (:mod:`networks.ring_labels`; the same molecules, easier for a small model to keep
+            its rings closed). Records it cannot rewrite are counted invalid and skipped.
     """
 
     def __init__(self, tokenizer: str = "smiles", batch_size: int = 128,
                  val_batch_size: int | None = None, num_workers: int = 0, max_tokens: int = 200,
                  seed: int = 0, val_limit: int | None = None, cache_dir: str | None = None,
-                 group_by_length: int = 0):
+                 group_by_length: int = 0, transform: str | None = None):
         super().__init__()
         if group_by_length < 0:
             raise ValueError(f"group_by_length must be >= 0, got {group_by_length}")
+        if transform is not None and transform not in RECORD_TRANSFORMS:
+            raise ValueError(f"unknown transform {transform!r}; choose from {sorted(RECORD_TRANSFORMS)}")
+        self.transform = transform
         self.group_by_length = group_by_length
         self.tokenizer_spec = tokenizer
         self.tokenizer = load_tokenizer(tokenizer)
@@ -73,7 +82,8 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
         sources = {s: self.record_file(s) for s in STAGES}
         if sources["train"] is None:
             raise ValueError(f"{type(self).__name__} has no training data")
-        return {s: f for s, f in sources.items() if f is not None}
+        return {s: f if self.transform is None else dataclasses.replace(f, transform=self.transform)
+                for s, f in sources.items() if f is not None}
 
     def _build(self, stage: str, source: RecordFile) -> TokenizedCorpus:
         return TokenizedCorpus.build(source, self.tokenizer, self.max_tokens, self.cache_dir)

@@ -42,6 +42,7 @@ from transformers import PreTrainedTokenizerBase
 
 from datamodules.sources import DataFileError, read_records
 from networks.files import cache_root, honour_umask
+from networks.ring_labels import fresh_ring_labels
 from networks.tokenizers import TokenizationError, encode_checked
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,22 @@ def default_cache_dir() -> Path:
     return cache_root() / "corpora"
 
 
+#: Record rewrites a :class:`RecordFile` can apply before tokenising, by name (``transform:`` in a
+#: datamodule's config). Each maps one record to one record and raises ``ValueError`` for a record
+#: it cannot rewrite, which is then counted invalid and skipped like an untokenisable one.
+RECORD_TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "fresh_ring_labels": fresh_ring_labels,  # networks/ring_labels.py
+}
+
+
+def _transformed(records: Iterable[str], transform: Callable[[str], str]) -> Iterator[str]:
+    for record in records:
+        try:
+            yield transform(record)
+        except ValueError:
+            yield ""  # empty: counted invalid at encoding, never trained on
+
+
 @dataclass(frozen=True)
 class RecordFile:
     """A file of sequences and how to read it (see :func:`datamodules.sources.read_records`)."""
@@ -72,13 +89,21 @@ class RecordFile:
     # Not the first ``limit``: data files are often ordered (MOSES's test set is; its first
     # 10,000 molecules are ≈ 4 FCD from the whole), so a prefix of the file is a biased sample.
     limit: int | None = None
+    # the name of a :data:`RECORD_TRANSFORMS` rewrite applied to every record before tokenising
+    transform: str | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"{self.path}: limit must be at least 1 record, got {self.limit}")
+        if self.transform is not None and self.transform not in RECORD_TRANSFORMS:
+            raise ValueError(f"unknown record transform {self.transform!r}; "
+                             f"choose from {sorted(RECORD_TRANSFORMS)}")
 
     def records(self) -> Iterator[str]:
-        return read_records(self.path, self.column, self.where or None, self.exclude or None)
+        records = read_records(self.path, self.column, self.where or None, self.exclude or None)
+        if self.transform is None:
+            return records
+        return _transformed(records, RECORD_TRANSFORMS[self.transform])
 
     def fingerprint(self) -> dict:
         path = Path(self.path).expanduser().resolve()
@@ -91,7 +116,9 @@ class RecordFile:
                     column=self.column or "by-name", where=sorted((self.where or {}).items()),
                     exclude=sorted((self.exclude or {}).items()), limit=self.limit,
                     # names the subset's algorithm and seed: change it if either changes
-                    **({"subset": _Reservoir.VERSION} if self.limit is not None else {}))
+                    **({"subset": _Reservoir.VERSION} if self.limit is not None else {}),
+                    # only when set, so caches built before transforms existed keep their keys
+                    **({"transform": self.transform} if self.transform is not None else {}))
 
 
 def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

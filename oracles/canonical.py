@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from rdkit import Chem, RDLogger
 
+from networks.ring_labels import has_open_ring
+
 RDLogger.DisableLog("rdApp.*")
 
 _DNA = re.compile(r"[ACGT]+")
@@ -24,6 +26,31 @@ def smiles_molecule(smiles: str):
         return None
     mol = Chem.MolFromSmiles(smiles)
     return None if mol is None or mol.GetNumAtoms() == 0 else mol
+
+
+#: why a SMILES is invalid, as :func:`smiles_failure` names it
+SMILES_FAILURES = ("empty", "unclosed ring", "syntax", "kekulize", "valence", "other")
+
+
+def smiles_failure(smiles: str) -> str | None:
+    """Why ``smiles`` is not a valid molecule (one of :data:`SMILES_FAILURES`), ``None`` when it is.
+
+    A string that does not parse is an ``unclosed ring`` when a ring label occurs an odd number of
+    times, else a ``syntax`` error (unbalanced branches, a misplaced bond, …); one that parses
+    fails sanitisation on aromaticity (``kekulize``), on an atom's ``valence``, or ``other``.
+    """
+    if smiles_molecule(smiles) is not None:
+        return None
+    if not isinstance(smiles, str) or not smiles:
+        return "empty"
+    mol = Chem.MolFromSmiles(smiles, sanitize=False)
+    if mol is None:
+        return "unclosed ring" if has_open_ring(smiles) else "syntax"
+    if mol.GetNumAtoms() == 0:
+        return "empty"
+    problems = Chem.DetectChemistryProblems(mol)
+    kind = problems[0].GetType() if problems else ""
+    return "kekulize" if "Kekulize" in kind else "valence" if "Valence" in kind else "other"
 
 
 def canonical_smiles(smiles: str) -> str | None:

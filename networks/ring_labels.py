@@ -1,0 +1,77 @@
+"""Fresh ring-closure labels for SMILES: every ring bond gets a label of its own, in order of
+opening (``1``, ``2``, … ``9``, ``%10``, …), instead of RDKit's lowest-free-label reuse.
+
+Why: in a canonical SMILES a ring label is reused as soon as its ring closes (``c1ccc2ccccc2c1``
+then ``…c1ccccc1``), so whether label ``1`` is open at a position is the *parity* of the ``1``s
+before it — a count a small transformer does badly. Unclosed rings are the largest share of
+molgpt-chembl's invalid samples (9 % of all samples against 6.7 % kekulisation and 1.5 % other
+syntax errors; 4,000 samples of the third weights). With fresh labels every label occurs exactly
+twice, so "is ``k`` open" becomes "has ``k`` occurred once", and the next opening label is the last
+opened one plus one: lookups attention does well. The string is the same molecule (RDKit parses
+any ring labels); nothing else in the string changes.
+
+    >>> fresh_ring_labels("c1ccc2ccccc2c1-c1ccccc1")
+    'c1ccc2ccccc2c1-c3ccccc3'
+
+Pure string processing (the tokenizer's own SMILES regex), no RDKit.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The shipped SMILES tokenizer's pre-tokenizer pattern (networks/assets/smiles_tokenizer).
+_TOKEN = re.compile(r"\[[^\[\]]+\]|Br|Cl|%\d{2}|[BCNOPSFI]|[bcnops]|[()=#\-+\\/:~@?>*$.]|\d")
+
+#: the largest label SMILES can write (``%99``)
+MAX_LABEL = 99
+
+
+class RingLabelError(ValueError):
+    """A SMILES whose ring labels cannot be renumbered (unclosed ring, > 99 ring bonds, or text
+    the SMILES tokenizer does not cover)."""
+
+
+def _label(n: int) -> str:
+    return str(n) if n < 10 else f"%{n:02d}"
+
+
+def ring_label_tokens(smiles: str) -> list[str]:
+    """The ring-bond labels of ``smiles`` in order (``1``, ``%10``; digits inside bracket atoms
+    are not labels)."""
+    return [p for p in _TOKEN.findall(smiles) if p.isdigit() or p.startswith("%")]
+
+
+def has_open_ring(smiles: str) -> bool:
+    """Whether some ring label occurs an odd number of times: a ring opened and never closed."""
+    labels = ring_label_tokens(smiles)
+    return any(labels.count(label) % 2 for label in set(labels))
+
+
+def fresh_ring_labels(smiles: str) -> str:
+    """``smiles`` with each ring bond given a new label (1, 2, …) in order of opening.
+
+    Raises :class:`RingLabelError` for a ring left open, more than 99 ring bonds or characters
+    outside the SMILES token set; idempotent on its own output.
+    """
+    pieces = _TOKEN.findall(smiles)
+    if sum(map(len, pieces)) != len(smiles):
+        raise RingLabelError(f"not a SMILES the tokenizer covers: {smiles!r}")
+    opened: dict[str, int] = {}
+    next_label = 1
+    out: list[str] = []
+    for piece in pieces:
+        if piece.isdigit() or piece.startswith("%"):
+            if piece in opened:
+                out.append(_label(opened.pop(piece)))
+            else:
+                if next_label > MAX_LABEL:
+                    raise RingLabelError(f"more than {MAX_LABEL} ring bonds: {smiles!r}")
+                opened[piece] = next_label
+                out.append(_label(next_label))
+                next_label += 1
+        else:
+            out.append(piece)
+    if opened:
+        raise RingLabelError(f"ring label(s) {sorted(opened)} never closed: {smiles!r}")
+    return "".join(out)

@@ -1,0 +1,103 @@
+"""Fresh ring labels (networks/ring_labels.py) and the datamodules' ``transform`` option."""
+
+import itertools
+import re
+
+import pytest
+from rdkit import Chem, RDLogger
+
+from datamodules import SmilesFileDataModule
+from datamodules.sources import chembl_path, read_records
+from datamodules.streaming import RecordFile, TokenizedCorpus
+from networks.ring_labels import RingLabelError, fresh_ring_labels
+from networks.tokenizers import load_tokenizer
+
+RDLogger.DisableLog("rdApp.*")
+_RING = re.compile(r"\[[^\]]*\]|%\d\d|\d")  # bracket atoms first, so their digits are skipped
+
+
+def _ring_labels(smiles):
+    return [t for t in _RING.findall(smiles) if not t.startswith("[")]
+
+
+def _canonical(smiles):
+    return Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+
+
+def test_reused_labels_become_fresh_in_order_of_opening():
+    assert fresh_ring_labels("c1ccc2ccccc2c1-c1ccccc1") == "c1ccc2ccccc2c1-c3ccccc3"
+    # a label reused while another ring is open, a bond symbol on the closure, charges kept
+    assert fresh_ring_labels("C1CC2CC1C=2") == "C1CC2CC1C=2"
+    assert fresh_ring_labels("C1CC1C1CC1[NH3+]") == "C1CC1C2CC2[NH3+]"
+    assert fresh_ring_labels("CCO") == "CCO"
+
+
+def test_past_nine_rings_labels_take_the_percent_form():
+    smiles = "".join("C1CC1" for _ in range(11))  # eleven rings, all labelled 1
+    out = fresh_ring_labels(smiles)
+    assert _ring_labels(out) == [lab for n in range(1, 12) for lab in [str(n) if n < 10 else f"%{n}"] * 2]
+    assert _canonical(out) == _canonical(smiles)
+
+
+def test_shipped_chembl_molecules_keep_their_identity_and_each_label_occurs_twice():
+    tok = load_tokenizer("smiles")
+    molecules = list(itertools.islice(read_records(str(chembl_path("train"))), 400))
+    changed = 0
+    for smiles in molecules:
+        out = fresh_ring_labels(smiles)
+        changed += out != smiles
+        assert _canonical(out) == _canonical(smiles)
+        labels = _ring_labels(out)
+        assert all(labels.count(lab) == 2 for lab in labels)
+        opened = list(dict.fromkeys(labels))  # in order of first occurrence
+        assert opened == [str(n) if n < 10 else f"%{n}" for n in range(1, len(opened) + 1)]
+        assert fresh_ring_labels(out) == out  # idempotent
+        assert len(tok(out)["input_ids"]) == len(tok(smiles)["input_ids"])  # same token count
+    assert changed > 50  # most drug-like molecules reuse a label somewhere
+
+
+@pytest.mark.parametrize("bad", ["C1CC", "c1ccc2ccccc1", "C1CC1 x", "C" + "1CC1C" * 100])
+def test_unrewritable_smiles_raise_a_clear_error(bad):
+    with pytest.raises(RingLabelError):
+        fresh_ring_labels(bad)
+
+
+def test_record_file_transform_rewrites_records_and_counts_failures_invalid(tmp_path):
+    path = tmp_path / "m.smi"
+    path.write_text("c1ccccc1-c1ccccc1\nC1CC\nCCO\n")
+    tok = load_tokenizer("smiles")
+    plain = TokenizedCorpus.build(RecordFile(str(path)), tok, cache_dir=tmp_path / "c")
+    fresh = TokenizedCorpus.build(RecordFile(str(path), transform="fresh_ring_labels"), tok,
+                                  cache_dir=tmp_path / "c")
+    assert plain.directory != fresh.directory  # the transform is part of the cache key
+    assert len(plain) == 3 and len(fresh) == 2 and fresh.meta["n_invalid"] == 1
+    texts = [tok.decode(fresh.token_ids(i), skip_special_tokens=True).replace(" ", "") for i in range(2)]
+    assert texts == ["c1ccccc1-c2ccccc2", "CCO"]
+    with pytest.raises(ValueError, match="unknown record transform"):
+        RecordFile(str(path), transform="canonicalise")
+
+
+def test_datamodule_transform_applies_to_every_split(tmp_path):
+    path = tmp_path / "m.smi"
+    path.write_text("C1CC1C1CC1\n" * 20)
+    data = SmilesFileDataModule(train=str(path), val=str(path), batch_size=4, cache_dir=str(tmp_path / "c"),
+                                transform="fresh_ring_labels")
+    data.setup("fit")
+    tok = data.tokenizer
+    for stage in ("train", "val"):
+        ids = data.corpora[stage].token_ids(0)
+        assert tok.decode(ids, skip_special_tokens=True).replace(" ", "") == "C1CC1C2CC2"
+    with pytest.raises(ValueError, match="unknown transform"):
+        SmilesFileDataModule(train=str(path), transform="nope")
+
+
+@pytest.mark.parametrize("smiles, cause", [
+    ("CCO", None), ("", "empty"), ("C1CC", "unclosed ring"), ("C1CC1C1", "unclosed ring"),
+    ("C(C", "syntax"), ("CC))", "syntax"), ("c1cccc1", "kekulize"), ("C(F)(F)(F)(F)F", "valence"),
+    ("[NH3+]C1CC1", None), ("[NH4+]C1CC1", "valence"),
+])
+def test_smiles_failure_names_why_a_sample_is_invalid(smiles, cause):
+    from oracles.canonical import SMILES_FAILURES, smiles_failure
+
+    assert smiles_failure(smiles) == cause
+    assert cause is None or cause in SMILES_FAILURES
