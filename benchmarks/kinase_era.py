@@ -371,14 +371,16 @@ STAGES = [*OBJECTIVES, *(f"{o}_online" for o in OBJECTIVES)]
 
 
 def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: Path, sets: Path,
-         prior: str, objective: str = "era", online: bool = False, invalid_weight: float | None = None) -> list[Run]:
+         prior: str, objective: str = "era", online: bool = False, invalid_weight: float | None = None,
+         transform: str | None = None) -> list[Run]:
     """The fine-tuning run, then ``objective`` (ERA, or the DPO baseline) for every (β, seed); the
     offline sample set is per seed and shared by every β and objective of that seed, so ERA and DPO
     train on the same pairs. ``online``: each run draws its own rounds from its current policy
     (``ONLINE_CONFIG``; stage and name ``<objective>_online``), with the same β, γ, steps, pairs
     per step, learning rate and invalid term. ``invalid_weight``: the (valid, invalid) term's weight
     instead of the config's; such runs are named and marked (``variant``) ``iw<w>`` and stay out
-    of the main sweep's trend tests and matching."""
+    of the main sweep's trend tests and matching. ``transform``: the record rewrite the prior was
+    trained with (``fresh_ring_labels``), applied to the fine-tuning sets too."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
     stage = f"{objective}_online" if online else objective
@@ -392,7 +394,8 @@ def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: 
                                                       "init_args": {"path": str(prior), "dropout": 0.1}}),
         "--model.init_args.tokenizer", str(prior),
         "--data.init_args.train", str(sets / f"{target}_finetune_train.txt"),
-        "--data.init_args.val", str(sets / f"{target}_finetune_heldout.txt")])]
+        "--data.init_args.val", str(sets / f"{target}_finetune_heldout.txt"),
+        *(["--data.init_args.transform", transform] if transform else [])])]
     for seed in seeds:
         for beta in betas:
             if objective == "era":
@@ -448,7 +451,7 @@ def run_all(args) -> None:
         if not (sets / t).is_file():
             raise SystemExit(f"{sets / t} is missing: run `python benchmarks/kinase_era.py sets` first")
     runs = plan(args.target, args.betas, args.seeds, args.gamma, args.root, sets, args.prior, args.objective,
-                args.mode == "online", args.invalid_weight)
+                args.mode == "online", args.invalid_weight, args.transform)
     import torch
 
     torch.set_num_threads(args.threads)  # float rounding, hence the runs themselves, depend on it
@@ -689,6 +692,9 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--gamma", type=float, default=SWEEP_GAMMA,
                        help="ERA's γ (default 9, the main sweep; another γ is named _g<γ>)")
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p_run.add_argument("--transform", default=None,
+                       help="rewrite the fine-tuning SMILES as the prior's training data was "
+                            "(fresh_ring_labels: a prior trained with configs/pretrain/molgpt_chembl_cpu_fresh_rings.yaml)")
     p_run.add_argument("--eval-samples", type=int, default=2000)
     p_run.add_argument("--eval-seed", type=int, default=100)
     p_run.add_argument("--top-k", type=int, default=5, help="evaluation top-k (0: none)")

@@ -402,3 +402,12 @@ def test_table_writes_a_matched_comparison_only_against_a_stage_that_ran(tmp_pat
     kinase_era.main(["table", "--root", str(root), "--csv", str(csv)])
     matched = pd.read_csv(tmp_path / "k_era_online_matched.csv")
     assert len(matched) == 8 and matched["era validity"].notna().any()
+
+
+def test_plan_passes_the_priors_record_transform_to_fine_tuning_only(tmp_path):
+    plain = kinase_era.plan("jnk3", [50.0], [0], 9.0, tmp_path, tmp_path, "prior")
+    assert "--data.init_args.transform" not in plain[0].command(tmp_path)
+    runs = kinase_era.plan("jnk3", [50.0], [0], 9.0, tmp_path, tmp_path, "prior", transform="fresh_ring_labels")
+    finetune = runs[0].command(tmp_path)
+    assert finetune[finetune.index("--data.init_args.transform") + 1] == "fresh_ring_labels"
+    assert "--data.init_args.transform" not in runs[1].command(tmp_path)  # ERA samples its own policy
