@@ -16,6 +16,8 @@
 #      (configs/pretrain/molgpt_chembl_cpu_distill.yaml); judged like the extended phases.
 #      DISTILL_ROUNDS=r repeats it r times, each round from the last round's export (its own
 #      samples, seeds 10r and 10r + 1, under runs/distill/round<r>).
+#      PHASE=fresh: 4,000 steps × 128 of the shipped checkpoint on the extended split rewritten
+#      with fresh ring labels (networks/ring_labels.py; configs/pretrain/molgpt_chembl_cpu_fresh_rings.yaml).
 #   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
 #      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
 #      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
@@ -115,7 +117,11 @@ case "$PHASE" in
       EXTRA=()
       START=$RUN/pretrained
     done ;;
-  *) echo "PHASE must be continue, long, extended, extended2 or distill, not '$PHASE'" >&2; exit 2 ;;
+  fresh)
+    DATA=chembl-extended
+    fit runs/pretrain/molgpt_chembl_cpu_fresh_rings "$BASE" configs/pretrain/molgpt_chembl_cpu_fresh_rings.yaml
+    START=runs/pretrain/molgpt_chembl_cpu_fresh_rings/pretrained ;;
+  *) echo "PHASE must be continue, long, extended, extended2, distill or fresh, not '$PHASE'" >&2; exit 2 ;;
 esac
 # the validity stage's folder names its start, so that a stage begun from the shipped model is
 # never resumed (its last.ckpt) on top of a further pretraining phase, or the other way round
