@@ -116,3 +116,22 @@ def test_invalid_causes_counts_fresh_style_and_causes():
     row = module.causes(["CCO", "C1CC", "c1cccc1", "c1ccccc1-c1ccccc1"])
     assert row["validity"] == 0.5 and row["unclosed ring"] == 0.25 and row["kekulize"] == 0.25
     assert row["fresh_ring_labels"] == 0.5  # CCO and c1cccc1 (fresh-style, though not kekulisable)
+
+
+def test_fresh_rings_results_csv_is_complete_and_plots(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    frame = pd.read_csv(root / "docs/results/chembl_prior_fresh_rings.csv")
+    causes = ["validity", "unclosed_ring", "syntax", "kekulize", "valence", "other"]
+    total = frame[causes].fillna(0).sum(axis=1)
+    assert ((total - 1).abs() < 0.001).all()  # valid + the causes account for every sample
+    assert frame["start"].isna().sum() == 2 and frame["step"].max() == 4000
+    spec = importlib.util.spec_from_file_location("plot_fresh_rings", root / "benchmarks/plot_fresh_rings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--out", str(tmp_path / "p.png")])
+    assert out.stat().st_size > 10_000
