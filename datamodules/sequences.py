@@ -47,8 +47,8 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
             batches.
         transform: rewrite every record (train, val and test) before tokenising, by name:
             ``fresh_ring_labels`` gives each SMILES ring bond a label of its own
-            (:mod:`networks.ring_labels`; the same molecules, easier for a small model to keep
-            its rings closed). Records it cannot rewrite are counted invalid and skipped.
+            (:mod:`networks.ring_labels`; the same molecules, renumbered). Records it cannot
+            rewrite are counted invalid and skipped.
     """
 
     def __init__(self, tokenizer: str = "smiles", batch_size: int = 128,
