@@ -20,25 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
-from networks.ring_labels import ring_label_tokens  # noqa: E402
+from networks.ring_labels import has_fresh_ring_labels  # noqa: E402
 from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 from oracles.canonical import SMILES_FAILURES, smiles_failure  # noqa: E402
-
-
-def fresh_style(smiles: str) -> bool:
-    """Every ring label occurs twice and labels are first used in the order 1, 2, …"""
-    labels = ring_label_tokens(smiles)
-    order = list(dict.fromkeys(labels))
-    expected = [str(n) if n < 10 else f"%{n:02d}" for n in range(1, len(order) + 1)]
-    return order == expected and all(labels.count(label) == 2 for label in order)
 
 
 def causes(texts: list[str]) -> dict[str, float]:
     counts = collections.Counter(map(smiles_failure, texts))
     n = len(texts)
     return {"validity": counts[None] / n, **{c: counts[c] / n for c in SMILES_FAILURES},
-            "fresh_ring_labels": sum(map(fresh_style, texts)) / n}
+            "fresh_ring_labels": sum(map(has_fresh_ring_labels, texts)) / n}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

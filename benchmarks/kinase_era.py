@@ -79,6 +79,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from networks.files import write_lines  # noqa: E402
+
 TARGETS = ("jnk3", "gsk3b")
 #: The dual target (the paper's multi-property one): both kinases at once. Its fine-tuning set is
 #: the molecules above 0.5 on both; U = −(p(JNK3) + p(GSK3β))/2 (configs/era/tasks/dual.yaml); its
@@ -158,13 +160,6 @@ def split_set(smiles: list[str], held_out: float, seed: int) -> tuple[list[str],
     n_held = int(round(held_out * len(ordered)))
     held = sorted(ordered[i] for i in perm[:n_held])
     return sorted(ordered[i] for i in perm[n_held:]), held
-
-
-def write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{s}\n" for s in lines))
-    tmp.replace(path)
 
 
 def make_sets(out: Path, excape: Path | None, held_out: float = 0.1, seed: int = 0,

@@ -41,10 +41,14 @@ def _label(n: int) -> str:
     return str(n) if n < 10 else f"%{n:02d}"
 
 
+def _is_label(piece: str) -> bool:
+    return piece.isdigit() or piece.startswith("%")
+
+
 def ring_label_tokens(smiles: str) -> list[str]:
     """The ring-bond labels of ``smiles`` in order (``1``, ``%10``; digits inside bracket atoms
     are not labels)."""
-    return [p for p in _TOKEN.findall(smiles) if p.isdigit() or p.startswith("%")]
+    return [p for p in _TOKEN.findall(smiles) if _is_label(p)]
 
 
 def has_open_ring(smiles: str) -> bool:
@@ -66,7 +70,7 @@ def fresh_ring_labels(smiles: str) -> str:
     next_label = 1
     out: list[str] = []
     for piece in pieces:
-        if piece.isdigit() or piece.startswith("%"):
+        if _is_label(piece):
             if piece in opened:
                 out.append(_label(opened.pop(piece)))
             else:
@@ -80,3 +84,12 @@ def fresh_ring_labels(smiles: str) -> str:
     if opened:
         raise RingLabelError(f"ring label(s) {sorted(opened)} never closed: {smiles!r}")
     return "".join(out)
+
+
+def has_fresh_ring_labels(smiles: str) -> bool:
+    """Whether ``smiles`` already numbers its rings the fresh way (every label opened in order
+    1, 2, … and closed once): :func:`fresh_ring_labels` leaves it unchanged."""
+    try:
+        return fresh_ring_labels(smiles) == smiles
+    except RingLabelError:
+        return False
