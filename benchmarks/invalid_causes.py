@@ -39,14 +39,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--max-new-tokens", type=int, default=100)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     if args.n <= 0:
         parser.error("--n must be positive")
     directory = resolve_checkpoint(args.model)
     tok = load_tokenizer(directory)
-    model = Pretrained(str(directory)).build(tok).eval()
-    texts = sample(model, tok, args.n, args.max_new_tokens, generator=torch.Generator().manual_seed(args.seed),
-                   batch_size=1000).texts
+    model = Pretrained(str(directory)).build(tok).eval().to(args.device)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    texts = sample(model, tok, args.n, args.max_new_tokens, generator=generator, batch_size=1000).texts
     row = {"model": str(args.model), "n": args.n, **{k: round(v, 4) for k, v in causes(texts).items()}}
     print(json.dumps(row), flush=True)
     return row
