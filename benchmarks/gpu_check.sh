@@ -7,13 +7,8 @@
 #   SMOKE=1 bash benchmarks/gpu_check.sh    # the CPU path with tiny sizes (what the test runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-python3}
-[ -x .venv/bin/python ] && [ -z "${PY_SET:-}" ] && PY=.venv/bin/python
-if [ -d .whl ] && ! $PY -c "import rdkit" 2>/dev/null; then  # the device machine's python lacks RDKit
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 REWARDFIT_PRECISION=${REWARDFIT_PRECISION:-auto}
+source benchmarks/device_python.sh
+export REWARDFIT_PRECISION=${REWARDFIT_PRECISION:-auto}
 REPORT=${OUT:-.}/gpu_check.md
 if [ "${SMOKE:-0}" = 1 ]; then
     DEV=cpu; SAMPLE="--batch-sizes 32 --n 32 --max-new-tokens 20 --repeats 1 --precisions fp32"

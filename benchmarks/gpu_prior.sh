@@ -16,13 +16,7 @@
 # then from its last validation, every 1,000 steps). SMOKE=1: the CPU path on a tiny file (the test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-python3}
-[ -x .venv/bin/python ] && [ -z "${PY_SET:-}" ] && PY=.venv/bin/python
-if [ -d .whl ] && ! $PY -c "import rdkit" 2>/dev/null; then  # the device machine's python lacks RDKit
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/device_python.sh
 DEST=${OUT:-runs/gpu_prior}
 ROOT=${RUNS_ROOT:-runs/pretrain}
 mkdir -p "$DEST"
