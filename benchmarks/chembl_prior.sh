@@ -16,8 +16,12 @@
 #      (configs/pretrain/molgpt_chembl_cpu_distill.yaml); judged like the extended phases.
 #      DISTILL_ROUNDS=r repeats it r times, each round from the last round's export (its own
 #      samples, seeds 10r and 10r + 1, under runs/distill/round<r>).
+#      DISTILL_FROM=EXPORT distils that export instead of the shipped checkpoint, under
+#      DISTILL_ROOT (default runs/distill) and runs/pretrain/molgpt_chembl_cpu_distill<DISTILL_TAG>….
 #      PHASE=fresh: 4,000 steps × 128 of the shipped checkpoint on the extended split rewritten
 #      with fresh ring labels (networks/ring_labels.py; configs/pretrain/molgpt_chembl_cpu_fresh_rings.yaml).
+#      PHASE=more / PHASE=randomized: 2,800 steps × 128 of the shipped checkpoint on the extended
+#      split, canonical / 10 randomized SMILES per molecule (configs/pretrain/molgpt_chembl_cpu_randomized.yaml).
 #   2. the validity stage from the shipped checkpoint (or from stage 1's export): by default the
 #      offline one with a likelihood term (VARIANT=sft), which keeps the molecules' size:
 #      configs/era/qed_chembl_cpu.yaml + configs/pretrain/molgpt_chembl_validity_cpu.yaml
@@ -84,11 +88,12 @@ case "$PHASE" in
     DATA=chembl-extended
     TRAIN_SPLIT=$("$PY" -c "from datamodules.sources import chembl_extended_split as s; print(s()['train'])")
     HOLDOUT=$("$PY" -c "from datamodules.sources import chembl_extended_split as s; print(s()['holdout'])")
-    mkdir -p runs/distill
-    [[ -f runs/distill/holdout.smi ]] || cp "$HOLDOUT" runs/distill/holdout.smi
+    DROOT=${DISTILL_ROOT:-runs/distill} START=${DISTILL_FROM:-$START}
+    mkdir -p "$DROOT"
+    [[ -f $DROOT/holdout.smi ]] || cp "$HOLDOUT" "$DROOT/holdout.smi"
     for round in $(seq 1 "${DISTILL_ROUNDS:-1}"); do  # round r distils round r-1's export
-      SDIR=runs/distill SEEDS=(0 1)
-      [[ $round == 1 ]] || { SDIR=runs/distill/round$round; SEEDS=($((10 * round)) $((10 * round + 1))); }
+      SDIR=$DROOT SEEDS=(0 1)
+      [[ $round == 1 ]] || { SDIR=$DROOT/round$round; SEEDS=($((10 * round)) $((10 * round + 1))); }
       mkdir -p "$SDIR"
       pids=()
       for seed in "${SEEDS[@]}"; do
@@ -99,7 +104,7 @@ case "$PHASE" in
       done
       for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sampler stops the script
       SAMPLES=("$SDIR/valid_seed${SEEDS[0]}.smi" "$SDIR/valid_seed${SEEDS[1]}.smi")
-      SUFFIX=$([[ $round == 1 ]] || echo "$round")
+      SUFFIX=${DISTILL_TAG:-}$([[ $round == 1 ]] || echo "$round")
       if [[ "${DISTILL_MATCH:-length}" == length ]]; then
         DDIR=$SDIR/matched RUN=runs/pretrain/molgpt_chembl_cpu_distill_matched$SUFFIX
         [[ -f $DDIR/valid_matched.smi ]] || "$PY" benchmarks/length_matched.py --reference "$TRAIN_SPLIT" \
@@ -111,8 +116,8 @@ case "$PHASE" in
       if [[ ! -f $DDIR/train.smi ]]; then  # written whole, then renamed: never a partial file
         cat "$TRAIN_SPLIT" "${SAMPLES[@]}" > $DDIR/.train.smi.part && mv $DDIR/.train.smi.part $DDIR/train.smi
       fi
-      EXTRA=(--data.init_args.train $DDIR/train.smi --trainer.default_root_dir $RUN)
-      [[ $round == 1 ]] || EXTRA+=(--model.init_args.architecture.init_args.path "$START")
+      EXTRA=(--data.init_args.train $DDIR/train.smi --data.init_args.val "$DROOT/holdout.smi"
+             --trainer.default_root_dir $RUN --model.init_args.architecture.init_args.path "$START")
       fit $RUN "$BASE" configs/pretrain/molgpt_chembl_cpu_distill.yaml
       EXTRA=()
       START=$RUN/pretrained
@@ -121,7 +126,13 @@ case "$PHASE" in
     DATA=chembl-extended
     fit runs/pretrain/molgpt_chembl_cpu_fresh_rings "$BASE" configs/pretrain/molgpt_chembl_cpu_fresh_rings.yaml
     START=runs/pretrain/molgpt_chembl_cpu_fresh_rings/pretrained ;;
-  *) echo "PHASE must be continue, long, extended, extended2, distill or fresh, not '$PHASE'" >&2; exit 2 ;;
+  more|randomized)
+    DATA=chembl-extended RUN=runs/pretrain/molgpt_chembl_cpu_$([[ $PHASE == more ]] && echo canonical_more || echo randomized)
+    EXTRA=(--trainer.default_root_dir $RUN)
+    [[ $PHASE == randomized ]] || EXTRA+=(--data.init_args.randomized 0)
+    fit $RUN "$BASE" configs/pretrain/molgpt_chembl_cpu_randomized.yaml
+    EXTRA=() START=$RUN/pretrained ;;
+  *) echo "PHASE must be continue, long, extended, extended2, distill, fresh, more or randomized, not '$PHASE'" >&2; exit 2 ;;
 esac
 # the validity stage's folder names its start, so that a stage begun from the shipped model is
 # never resumed (its last.ckpt) on top of a further pretraining phase, or the other way round

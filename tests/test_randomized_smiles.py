@@ -82,3 +82,22 @@ def test_randomizing_in_worker_processes_gives_the_records_of_one_process(tmp_pa
     monkeypatch.setattr(streaming.os, "cpu_count", lambda: 2)
     many = list(RecordFile(str(path), randomized=3, randomized_seed=4).records())
     assert many == one and len(one) == 12 * 3 + 3 and one.count("") == 3
+
+
+def test_randomized_study_csv_adds_up_and_plots(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    frame = pd.read_csv(root / "docs/results/chembl_prior_randomized.csv")
+    final = frame[frame["n_samples"].eq(10000) & frame["step"].eq(2800)]
+    causes = ["validity", "unclosed_ring", "syntax", "kekulize", "valence", "other"]
+    assert len(final) == 2 and ((final[causes].sum(axis=1) - 1).abs() < 0.002).all()
+    spec = importlib.util.spec_from_file_location("plot_prior_phase", root / "benchmarks/plot_prior_phase.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--csv", str(root / "docs/results/chembl_prior_randomized.csv"), "--out", str(tmp_path / "p.png"),
+                       "--right", "fcd"])
+    assert out.stat().st_size > 10_000

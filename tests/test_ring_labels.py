@@ -132,7 +132,7 @@ def test_fresh_rings_results_csv_is_complete_and_plots(tmp_path):
     total = frame[causes].fillna(0).sum(axis=1)
     assert ((total - 1).abs() < 0.001).all()  # valid + the causes account for every sample
     assert frame["start"].isna().sum() == 2 and frame["step"].max() == 4000
-    spec = importlib.util.spec_from_file_location("plot_fresh_rings", root / "benchmarks/plot_fresh_rings.py")
+    spec = importlib.util.spec_from_file_location("plot_prior_phase", root / "benchmarks/plot_prior_phase.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = module.main(["--out", str(tmp_path / "p.png")])
