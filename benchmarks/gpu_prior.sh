@@ -24,7 +24,7 @@ CONFIGS=(--config configs/pretrain/molgpt_chembl.yaml --config configs/trainer/g
          --config configs/pretrain/molgpt_chembl_gpu_continue.yaml)
 if [ "${SMOKE:-0}" = 1 ]; then
     DEV=cpu; N=40
-    tiny=$(mktemp -d)/tiny.smi
+    tiny=$DEST/tiny.smi  # beside the report, not a temporary folder left behind
     printf '%s\n' CCO c1ccccc1O 'CC(N)C(=O)O' OCC1CCNCC1 'CC(=O)Nc1ccc(O)cc1' 'c1ccc2ccccc2c1' > "$tiny"
     EXTRA=(--trainer.accelerator cpu --trainer.precision 32 --trainer.max_steps 2 --trainer.val_check_interval 2
            --trainer.limit_val_batches 1 --data.init_args.split mini --data.init_args.train "$tiny"

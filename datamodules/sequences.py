@@ -16,7 +16,7 @@ import lightning as L
 
 from datamodules.sources import chembl_extended_split, chembl_path, dhs_path, moses_path
 from datamodules.streaming import (RECORD_TRANSFORMS, BatchStream, RecordFile, ResumableStreamMixin,
-                                   StreamingLoader, TokenizedCorpus)
+                                   StreamingLoader, TokenizedCorpus, check_randomized)
 from networks.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,7 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
         super().__init__()
         if group_by_length < 0:
             raise ValueError(f"group_by_length must be >= 0, got {group_by_length}")
-        if randomized < 0:
-            raise ValueError(f"randomized must be >= 0 (randomized SMILES per training molecule), got {randomized}")
-        self.randomized = randomized
+        self.randomized = check_randomized(randomized)  # at configuration, not at the first setup
         if transform is not None and transform not in RECORD_TRANSFORMS:
             raise ValueError(f"unknown transform {transform!r}; choose from {sorted(RECORD_TRANSFORMS)}")
         self.transform = transform

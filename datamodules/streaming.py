@@ -77,6 +77,13 @@ def _transformed(records: Iterable[str], transform: Callable[[str], str]) -> Ite
             yield ""  # empty: counted invalid at encoding, never trained on
 
 
+def check_randomized(n: int) -> int:
+    """``n`` if it is a valid ``randomized`` setting (randomized SMILES per record, 0: off)."""
+    if n < 0:
+        raise ValueError(f"randomized must be >= 0 (randomized SMILES per record; 0: off), got {n}")
+    return n
+
+
 def _randomize_chunk(job: tuple[list[str], int, int, int]) -> list[str]:
     records, first, n, seed = job
     out: list[str] = []
@@ -134,8 +141,7 @@ class RecordFile:
         if self.transform is not None and self.transform not in RECORD_TRANSFORMS:
             raise ValueError(f"unknown record transform {self.transform!r}; "
                              f"choose from {sorted(RECORD_TRANSFORMS)}")
-        if self.randomized < 0:
-            raise ValueError(f"{self.path}: randomized must be >= 0 forms per record, got {self.randomized}")
+        check_randomized(self.randomized)
 
     def records(self) -> Iterator[str]:
         records = read_records(self.path, self.column, self.where or None, self.exclude or None)
