@@ -15,8 +15,8 @@ from pathlib import Path
 import lightning as L
 
 from datamodules.sources import chembl_extended_split, chembl_path, dhs_path, moses_path
-from datamodules.streaming import (RECORD_TRANSFORMS, BatchStream, RecordFile, ResumableStreamMixin,
-                                   StreamingLoader, TokenizedCorpus, check_randomized)
+from datamodules.streaming import (BatchStream, RecordFile, ResumableStreamMixin,
+                                   StreamingLoader, TokenizedCorpus, check_randomized, check_transform)
 from networks.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,7 @@ class SequenceDataModule(ResumableStreamMixin, L.LightningDataModule):
         if group_by_length < 0:
             raise ValueError(f"group_by_length must be >= 0, got {group_by_length}")
         self.randomized = check_randomized(randomized)  # at configuration, not at the first setup
-        if transform is not None and transform not in RECORD_TRANSFORMS:
-            raise ValueError(f"unknown transform {transform!r}; choose from {sorted(RECORD_TRANSFORMS)}")
-        self.transform = transform
+        self.transform = check_transform(transform)
         self.group_by_length = group_by_length
         self.tokenizer_spec = tokenizer
         self.tokenizer = load_tokenizer(tokenizer)

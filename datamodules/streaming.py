@@ -77,6 +77,13 @@ def _transformed(records: Iterable[str], transform: Callable[[str], str]) -> Ite
             yield ""  # empty: counted invalid at encoding, never trained on
 
 
+def check_transform(name: str | None) -> str | None:
+    """``name`` if it is None or a :data:`RECORD_TRANSFORMS` rewrite, else a ValueError."""
+    if name is not None and name not in RECORD_TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; choose from {sorted(RECORD_TRANSFORMS)}")
+    return name
+
+
 def check_randomized(n: int) -> int:
     """``n`` if it is a valid ``randomized`` setting (randomized SMILES per record, 0: off)."""
     if n < 0:
@@ -138,9 +145,7 @@ class RecordFile:
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"{self.path}: limit must be at least 1 record, got {self.limit}")
-        if self.transform is not None and self.transform not in RECORD_TRANSFORMS:
-            raise ValueError(f"unknown record transform {self.transform!r}; "
-                             f"choose from {sorted(RECORD_TRANSFORMS)}")
+        check_transform(self.transform)
         check_randomized(self.randomized)
 
     def records(self) -> Iterator[str]:

@@ -73,7 +73,7 @@ def test_record_file_transform_rewrites_records_and_counts_failures_invalid(tmp_
     assert len(plain) == 3 and len(fresh) == 2 and fresh.meta["n_invalid"] == 1
     texts = [tok.decode(fresh.token_ids(i), skip_special_tokens=True).replace(" ", "") for i in range(2)]
     assert texts == ["c1ccccc1-c2ccccc2", "CCO"]
-    with pytest.raises(ValueError, match="unknown record transform"):
+    with pytest.raises(ValueError, match="unknown transform 'canonicalise'"):
         RecordFile(str(path), transform="canonicalise")
 
 
