@@ -3,7 +3,8 @@
     python benchmarks/sample_quality.py --model checkpoints/molgpt-moses [--n 10000] [--top-k 0 5]
     python benchmarks/sample_quality.py --model checkpoints/molgpt-chembl --data chembl
 
-Samples n molecules at temperature 1 (without top-k, then with each given top-k) and reports
+Samples n molecules at temperature 1 (``--temperature``: another; issue 28's bar is at 1)
+(without top-k, then with each given top-k) and reports
 validity, uniqueness, novelty (vs the training set), IntDiv1 (and the held-out set's own IntDiv1
 on a random n of them for comparison) and FCD to the whole held-out set, as MOSES defines FCD/Test
 (needs fcd-torch; the ChemNet statistics of the held-out set are cached after the first run,
@@ -18,13 +19,17 @@ adds files to the novelty reference (a model distilled from its own samples,
 ``benchmarks/valid_samples.py``, is judged against those too; all reference strings are then
 canonicalised). A second table splits each row's invalid samples by cause
 (``oracles.canonical.smiles_failure``: unclosed ring, other syntax, kekulisation, valence, …),
-as fractions of all samples.
+as fractions of all samples. ``--csv FILE`` appends each row to FILE as well (with the weights'
+digest, the settings and the date; the header is written when FILE is new), so that a study's
+rows collect in one results CSV (e.g. docs/results/chembl_prior_frontier.csv).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import csv
+import datetime
 import itertools
 import sys
 import time
@@ -45,7 +50,7 @@ from lightning_modules.metrics import (  # noqa: E402
     frechet_chemnet_distance,
 )
 from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
-from networks.files import cache_root  # noqa: E402
+from networks.files import cache_root, file_sha256  # noqa: E402
 from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 from oracles.canonical import SMILES_FAILURES, smiles_failure  # noqa: E402
@@ -68,6 +73,8 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, nargs="+", default=[0, 5])
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature of every row (default 1: the model's own distribution)")
     parser.add_argument("--data", choices=sorted(DATA_SETS), default="moses")
     parser.add_argument("--fcd-reference", default="all",
                         help="'all' (MOSES's FCD/Test: the whole held-out set) or a number of random held-out molecules")
@@ -77,7 +84,15 @@ def main() -> None:
     parser.add_argument("--extra-training", nargs="+", default=[], metavar="FILE",
                         help="further training files (one SMILES a line) for novelty: a model trained on its own "
                              "samples too (benchmarks/valid_samples.py) is judged against them as well")
+    parser.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                        help="append every row to this CSV too (header written when the file is new)")
+    parser.add_argument("--label", default="",
+                        help="a name for this model in the CSV's label column (default: the model path)")
     args = parser.parse_args()
+    if args.csv is not None and args.csv.resolve() == Path(args.model).resolve():
+        parser.error("--csv is the model path")
+    if not args.temperature > 0:
+        parser.error(f"--temperature must be > 0, got {args.temperature}")
     train_records, held_out_records = DATA_SETS[args.data]
 
     directory = resolve_checkpoint(args.model)
@@ -97,7 +112,8 @@ def main() -> None:
     test_intdiv = InternalDiversity()
     test_intdiv.update(test)
     print(f"model {directory}, {args.n} samples per row, {args.data} held-out IntDiv1 (random n={len(test)}): "
-          f"{float(test_intdiv.compute()):.4f}; FCD reference: {len(fcd_set):,} held-out molecules")
+          f"{float(test_intdiv.compute()):.4f}; FCD reference: {len(fcd_set):,} held-out molecules; "
+          f"temperature {args.temperature:g}")
     fcd_reference, fcd_missing = None, None
     try:
         start = time.perf_counter()
@@ -107,26 +123,48 @@ def main() -> None:
         fcd_missing = f"n/a ({type(err).__name__})"
     print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/held-out | samples/s |\n|---|---|---|---|---|---|---|")
 
-    def cells(texts: list[str]) -> str:  # validity, uniqueness, novelty, IntDiv1 and FCD of one row
-        row = []
-        for metric in (Validity(), Uniqueness(), novelty, InternalDiversity()):
+    weights = directory / "model.safetensors"
+    digest = file_sha256(weights)[:16] if weights.is_file() else ""
+    csv_common = dict(label=args.label or args.model, weights_sha256=digest,
+                      data=args.data, n=args.n, temperature=args.temperature, seed=args.seed,
+                      fcd_reference=args.fcd_reference, date=datetime.date.today().isoformat())
+
+    def append_csv(top_k: str, values: dict) -> None:
+        if args.csv is None:
+            return
+        row = dict(csv_common, top_k=top_k, **values)
+        new = not args.csv.is_file() or args.csv.stat().st_size == 0
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def cells(texts: list[str], top_k: str) -> str:  # validity, uniqueness, novelty, IntDiv1, FCD of one row
+        values = {}
+        for name, metric in (("validity", Validity()), ("uniqueness", Uniqueness()), ("novelty", novelty),
+                             ("intdiv1", InternalDiversity())):
             metric.reset()
             metric.update(texts)
-            row.append(f"{float(metric.compute()):.4f}")
-        return " | ".join([*row, fcd_missing or f"{frechet_chemnet_distance(texts, fcd_reference):.3f}"])
+            values[name] = round(float(metric.compute()), 4)
+        values["fcd"] = None if fcd_missing else round(frechet_chemnet_distance(texts, fcd_reference), 3)
+        append_csv(top_k, values)
+        return " | ".join([*(f"{values[k]:.4f}" for k in ("validity", "uniqueness", "novelty", "intdiv1")),
+                           fcd_missing or f"{values['fcd']:.3f}"])
 
     failures: dict[str, collections.Counter] = {}
 
     if args.training_row:
         training = list(train_records())
         texts = [training[i] for i in np.random.default_rng(args.seed + 1).choice(len(training), args.n, replace=False)]
-        print(f"| training data, {args.n:,} random | {cells(texts)} | |", flush=True)
+        print(f"| training data, {args.n:,} random | {cells(texts, 'training data')} | |", flush=True)
     for top_k in args.top_k:
         start = time.perf_counter()
-        texts = sample(model, tok, args.n, args.max_new_tokens, top_k=top_k or None,
+        texts = sample(model, tok, args.n, args.max_new_tokens, temperature=args.temperature, top_k=top_k or None,
                        generator=torch.Generator().manual_seed(args.seed)).texts
         rate = args.n / (time.perf_counter() - start)
-        print(f"| {top_k or 'none'} | {cells(texts)} | {rate:,.0f} |", flush=True)
+        print(f"| {top_k or 'none'} | {cells(texts, str(top_k or 'none'))} | {rate:,.0f} |", flush=True)
         failures[top_k or "none"] = collections.Counter(map(smiles_failure, texts))
     causes = [c for c in SMILES_FAILURES if any(f[c] for f in failures.values())]
     print("\ninvalid samples by cause (fraction of all samples):\n")
