@@ -38,3 +38,40 @@ def test_temperature_and_csv_rows(tmp_path):
 def test_bad_temperature_is_refused(tmp_path):
     done = run(tmp_path, "--temperature", "0")
     assert done.returncode == 2 and "--temperature must be > 0" in done.stderr
+
+
+def _plot_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_prior_frontier", ROOT / "benchmarks/plot_prior_frontier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frontier_plot_draws_a_csv_and_refuses_another(tmp_path):
+    header = "label,weights_sha256,data,n,temperature,seed,fcd_reference,date,top_k,validity,uniqueness,novelty,intdiv1,fcd\n"
+    rows = ["a,0123456789abcdef,chembl-extended,10000,1.0,0,all,2026-12-07,none,0.82,1,1,0.88,0.94",
+            "a T0.9,0123456789abcdef,chembl-extended,10000,0.9,0,all,2026-12-07,none,0.87,1,1,0.87,1.04",
+            "a top-k 5,0123456789abcdef,chembl-extended,10000,1.0,0,all,2026-12-07,5,0.85,1,1,0.87,1.13",
+            "b,fedcba9876543210,chembl-extended,10000,1.0,0,all,2026-12-07,none,0.67,1,1,0.88,1.74"]
+    (tmp_path / "f.csv").write_text(header + "\n".join(rows) + "\n")
+    out = _plot_module().main(["--csv", str(tmp_path / "f.csv"), "--out", str(tmp_path / "img" / "f.png")])
+    assert out.stat().st_size > 10_000
+    (tmp_path / "other.csv").write_text("step,validity\n1,0.5\n")
+    with pytest.raises(SystemExit, match="not a sample_quality.py --csv file"):
+        _plot_module().main(["--csv", str(tmp_path / "other.csv"), "--out", str(tmp_path / "g.png")])
+
+
+def test_prior_frontier_runner_appends_then_skips_finished_rows(tmp_path):
+    pytest.importorskip("fcd_torch", reason="FCD is the optional fcd extra (installed with dev)")
+    table = tmp_path / "frontier.csv"
+    env = {"OMP_NUM_THREADS": "1", "REWARDFIT_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path), "PY": sys.executable, "N": "16", "PART": "1/17"}  # the first row only
+    for _ in range(2):
+        done = subprocess.run(["bash", str(ROOT / "benchmarks/prior_frontier.sh"), str(table)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "skip shipped: in" in done.stdout  # the second pass found the row
+    rows = list(csv.DictReader(table.open()))
+    assert [(r["label"], r["n"], r["temperature"]) for r in rows] == [("shipped", "16", "1.0")]
