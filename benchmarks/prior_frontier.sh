@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Validity against FCD for every molgpt-chembl candidate of issue 28 and sampling temperature:
 # one 10,000-sample row each (benchmarks/sample_quality.py --data chembl-extended --top-k 0
-# --fcd-reference all, seed 0, one thread), appended to one CSV; rows already there (by label)
+# --fcd-reference all, seed 0 unless given, one thread), appended to one CSV; rows already there (by label)
 # are skipped, so it resumes. Candidates other than the shipped weights are the local exports of
 # benchmarks/chembl_prior.sh's phases (fp32, under runs/pretrain/); missing ones are skipped.
+# The "shipped seed s" rows are the same weights and settings with other sampling seeds: how far
+# validity and FCD move between two draws of 10,000.
 #   benchmarks/prior_frontier.sh [CSV]          # default docs/results/chembl_prior_frontier.csv
 #   PART=1/2 benchmarks/prior_frontier.sh CSV   # every second row from the first: two of these
 #                                               # side by side (each its own CSV) use two cores
@@ -15,7 +17,7 @@ PY=${PY:-python}
 PART=${PART:-1/1}
 export OMP_NUM_THREADS=${THREADS:-1}
 P=runs/pretrain/molgpt_chembl_cpu
-# label | model | temperature | top-k
+# label | model | temperature | top-k [| seed]
 ROWS="shipped|checkpoints/molgpt-chembl|1|0
 shipped T0.95|checkpoints/molgpt-chembl|0.95|0
 shipped T0.9|checkpoints/molgpt-chembl|0.9|0
@@ -32,14 +34,20 @@ distill round 2|${P}_distill_matched2/pretrained|1|0
 +2800 canonical + distill T0.95|${P}_distill_matched_more/pretrained|0.95|0
 +2800 canonical + distill T0.9|${P}_distill_matched_more/pretrained|0.9|0
 fresh ring labels|${P}_fresh_rings/pretrained|1|0
-fresh ring labels + own samples|${P}_fresh_rings_mix/pretrained|1|0"
+fresh ring labels + own samples|${P}_fresh_rings_mix/pretrained|1|0
+distill round 2 T0.95|${P}_distill_matched2/pretrained|0.95|0
+distill round 2 T0.9|${P}_distill_matched2/pretrained|0.9|0
+shipped seed 1|checkpoints/molgpt-chembl|1|0|1
+shipped seed 2|checkpoints/molgpt-chembl|1|0|2
+shipped seed 3|checkpoints/molgpt-chembl|1|0|3
+shipped seed 4|checkpoints/molgpt-chembl|1|0|4"
 index=0; k=${PART%/*}; of=${PART#*/}
-while IFS='|' read -r label model temperature topk; do
+while IFS='|' read -r label model temperature topk seed; do
   index=$((index + 1))
   (( (index - k) % of == 0 )) || continue
   if [[ -f "$CSV" ]] && cut -d, -f1 "$CSV" | grep -qxF "$label"; then echo "skip $label: in $CSV"; continue; fi
   if [[ ! -f "$model/model.safetensors" ]]; then echo "skip $label: no $model"; continue; fi
-  echo "== $label ($model, T $temperature, top-k $topk)"
+  echo "== $label ($model, T $temperature, top-k $topk, seed ${seed:-0})"
   "$PY" benchmarks/sample_quality.py --model "$model" --data chembl-extended --n "${N:-10000}" \
-    --top-k "$topk" --fcd-reference all --temperature "$temperature" --csv "$CSV" --label "$label"
+    --top-k "$topk" --fcd-reference all --temperature "$temperature" --seed "${seed:-0}" --csv "$CSV" --label "$label"
 done <<< "$ROWS"
