@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Validity against FCD for every molgpt-chembl candidate of issue 28 and sampling temperature:
 # one 10,000-sample row each (benchmarks/sample_quality.py --data chembl-extended --top-k 0
-# --fcd-reference all, seed 0 unless given, one thread), appended to one CSV; rows already there (by label)
+# --fcd-reference all (FCD_REF=n: n random held-out molecules), seed 0 unless given, one thread), appended to one CSV; rows already there (by label)
 # are skipped, so it resumes. Candidates other than the shipped weights are the local exports of
 # benchmarks/chembl_prior.sh's phases (fp32, under runs/pretrain/); missing ones are skipped.
 # The "shipped seed s" rows are the same weights and settings with other sampling seeds: how far
@@ -49,5 +49,5 @@ while IFS='|' read -r label model temperature topk seed; do
   if [[ ! -f "$model/model.safetensors" ]]; then echo "skip $label: no $model"; continue; fi
   echo "== $label ($model, T $temperature, top-k $topk, seed ${seed:-0})"
   "$PY" benchmarks/sample_quality.py --model "$model" --data chembl-extended --n "${N:-10000}" \
-    --top-k "$topk" --fcd-reference all --temperature "$temperature" --seed "${seed:-0}" --csv "$CSV" --label "$label"
+    --top-k "$topk" --fcd-reference "${FCD_REF:-all}" --temperature "$temperature" --seed "${seed:-0}" --csv "$CSV" --label "$label"
 done <<< "$ROWS"

@@ -10,20 +10,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):  # one cache for the module: the ChEMBL split and FCD statistics are built once
+    return tmp_path_factory.mktemp("cache")
+
+
+def run(tmp_path, cache, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "benchmarks/sample_quality.py"), "--model",
                            str(ROOT / "checkpoints/molgpt-chembl"), "--data", "chembl-extended", "--n", "24",
                            "--top-k", "0", "--fcd-reference", "50", *extra],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={"OMP_NUM_THREADS": "1", "REWARDFIT_CACHE": str(tmp_path / "cache"),
+                          env={"OMP_NUM_THREADS": "1", "REWARDFIT_CACHE": str(cache),
                                "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
 
 
-def test_temperature_and_csv_rows(tmp_path):
+def test_temperature_and_csv_rows(tmp_path, cache):
     pytest.importorskip("fcd_torch", reason="FCD is the optional fcd extra (installed with dev)")
     table = tmp_path / "results" / "quality.csv"
     for temperature in ("0.5", "1.5"):
-        done = run(tmp_path, "--temperature", temperature, "--csv", str(table), "--label", f"T{temperature}")
+        done = run(tmp_path, cache, "--temperature", temperature, "--csv", str(table), "--label", f"T{temperature}")
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"temperature {temperature}" in done.stdout
     rows = list(csv.DictReader(table.open()))
@@ -35,8 +40,8 @@ def test_temperature_and_csv_rows(tmp_path):
     assert float(rows[0]["fcd"]) > 0
 
 
-def test_bad_temperature_is_refused(tmp_path):
-    done = run(tmp_path, "--temperature", "0")
+def test_bad_temperature_is_refused(tmp_path, cache):
+    done = run(tmp_path, cache, "--temperature", "0")
     assert done.returncode == 2 and "--temperature must be > 0" in done.stderr
 
 
@@ -63,10 +68,10 @@ def test_frontier_plot_draws_a_csv_and_refuses_another(tmp_path):
         _plot_module().main(["--csv", str(tmp_path / "other.csv"), "--out", str(tmp_path / "g.png")])
 
 
-def test_prior_frontier_runner_appends_then_skips_finished_rows(tmp_path):
+def test_prior_frontier_runner_appends_then_skips_finished_rows(tmp_path, cache):
     pytest.importorskip("fcd_torch", reason="FCD is the optional fcd extra (installed with dev)")
     table = tmp_path / "frontier.csv"
-    env = {"OMP_NUM_THREADS": "1", "REWARDFIT_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+    env = {"OMP_NUM_THREADS": "1", "REWARDFIT_CACHE": str(cache), "PATH": "/usr/bin:/bin", "FCD_REF": "50",
            "HOME": str(tmp_path), "PY": sys.executable, "N": "16", "PART": "1/1000"}  # the first row only
     for _ in range(2):
         done = subprocess.run(["bash", str(ROOT / "benchmarks/prior_frontier.sh"), str(table)], env=env,
