@@ -66,6 +66,11 @@ DATA_SETS = {
 }
 
 
+# the columns of --csv, in order
+CSV_FIELDS = ["label", "weights_sha256", "data", "n", "temperature", "seed", "fcd_reference", "date", "top_k",
+              "validity", "uniqueness", "novelty", "intdiv1", "fcd"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -93,6 +98,12 @@ def main() -> None:
         parser.error("--csv is the model path")
     if not args.temperature > 0:
         parser.error(f"--temperature must be > 0, got {args.temperature}")
+    if args.csv is not None and args.csv.is_file() and args.csv.stat().st_size:
+        with open(args.csv, newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if header != CSV_FIELDS:  # before sampling, not after: never append rows under another file's header
+            parser.error(f"--csv {args.csv} has the columns {header}, not this script's {CSV_FIELDS}: "
+                         "name a new file")
     train_records, held_out_records = DATA_SETS[args.data]
 
     directory = resolve_checkpoint(args.model)
@@ -136,7 +147,7 @@ def main() -> None:
         new = not args.csv.is_file() or args.csv.stat().st_size == 0
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
             if new:
                 writer.writeheader()
             writer.writerow(row)

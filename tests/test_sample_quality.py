@@ -45,6 +45,14 @@ def test_bad_temperature_is_refused(tmp_path, cache):
     assert done.returncode == 2 and "--temperature must be > 0" in done.stderr
 
 
+def test_a_csv_with_other_columns_is_refused_and_left_alone(tmp_path, cache):
+    other = tmp_path / "kinase.csv"
+    other.write_text("run,beta\nera_b50,50\n")
+    done = run(tmp_path, cache, "--csv", str(other))
+    assert done.returncode == 2 and "name a new file" in done.stderr
+    assert other.read_text() == "run,beta\nera_b50,50\n"
+
+
 def _plot_module():
     import importlib.util
 
