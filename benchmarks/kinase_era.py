@@ -79,7 +79,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from networks.files import write_lines  # noqa: E402
+from networks.files import weights_digest, write_lines  # noqa: E402
 
 TARGETS = ("jnk3", "gsk3b")
 #: The dual target (the paper's multi-property one): both kinases at once. Its fine-tuning set is
@@ -248,17 +248,6 @@ def nearest_similarity(smiles: list[str], actives: list[str]) -> np.ndarray:
     if known.any() and valid.any():
         out[valid] = domain.nearest_similarity(queries[valid], reference[known])
     return out
-
-
-def weights_digest(model_dir: Path) -> str | None:
-    """The first 16 hex digits of the SHA-256 of ``model_dir``'s ``model.safetensors``: which
-    weights a row was measured on. A model made again on another machine or with another thread
-    count differs in its float rounding (the online validity stage turned out not reproducible
-    across thread counts), so the CSV says which one each number belongs to."""
-    from networks.files import file_sha256
-
-    path = Path(model_dir) / "model.safetensors"
-    return file_sha256(path)[:16] if path.is_file() else None
 
 
 def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[str], actives: list[str],

@@ -50,7 +50,7 @@ from lightning_modules.metrics import (  # noqa: E402
     frechet_chemnet_distance,
 )
 from networks.architectures import Pretrained, resolve_checkpoint  # noqa: E402
-from networks.files import cache_root, file_sha256  # noqa: E402
+from networks.files import cache_root, weights_digest  # noqa: E402
 from networks.sampling import sample  # noqa: E402
 from networks.tokenizers import load_tokenizer  # noqa: E402
 from oracles.canonical import SMILES_FAILURES, smiles_failure  # noqa: E402
@@ -134,9 +134,7 @@ def main() -> None:
         fcd_missing = f"n/a ({type(err).__name__})"
     print("| top-k | validity | uniqueness | novelty | IntDiv1 | FCD/held-out | samples/s |\n|---|---|---|---|---|---|---|")
 
-    weights = directory / "model.safetensors"
-    digest = file_sha256(weights)[:16] if weights.is_file() else ""
-    csv_common = dict(label=args.label or args.model, weights_sha256=digest,
+    csv_common = dict(label=args.label or args.model, weights_sha256=weights_digest(directory) or "",
                       data=args.data, n=args.n, temperature=args.temperature, seed=args.seed,
                       fcd_reference=args.fcd_reference, date=datetime.date.today().isoformat())
 

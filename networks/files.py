@@ -50,6 +50,14 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def weights_digest(model_dir) -> str | None:
+    """The first 16 hex digits of the SHA-256 of ``model_dir``'s ``model.safetensors`` (None when it
+    has none): which weights a results row was measured on. A model made again on another machine
+    or with another thread count differs in its float rounding, so results CSVs name the file."""
+    path = Path(model_dir) / "model.safetensors"
+    return file_sha256(path)[:16] if path.is_file() else None
+
+
 def write_lines(path, lines) -> None:
     """Write ``lines`` one a line to ``path`` whole or not at all: through a temporary file in the
     same folder, renamed into place, with the mode a plain ``open`` would have given."""
