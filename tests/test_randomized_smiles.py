@@ -1,5 +1,8 @@
 """Randomized SMILES (networks/randomized_smiles.py) and the datamodules' ``randomized`` option."""
 
+import sys
+from pathlib import Path
+
 import pytest
 from rdkit import Chem
 
@@ -7,6 +10,9 @@ from datamodules import SmilesFileDataModule
 from datamodules.streaming import RecordFile, TokenizedCorpus
 from networks.randomized_smiles import randomized_smiles
 from networks.tokenizers import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts under test, as tests/test_kinase.py imports them
 
 
 def _canonical(smiles):
@@ -85,19 +91,13 @@ def test_randomizing_in_worker_processes_gives_the_records_of_one_process(tmp_pa
 
 
 def test_randomized_study_csv_adds_up_and_plots(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
     import pandas as pd
+    import plot_prior_phase
 
-    root = Path(__file__).resolve().parents[1]
-    frame = pd.read_csv(root / "docs/results/chembl_prior_randomized.csv")
+    frame = pd.read_csv(ROOT / "docs/results/chembl_prior_randomized.csv")
     final = frame[frame["n_samples"].eq(10000) & frame["step"].eq(2800)]
     causes = ["validity", "unclosed_ring", "syntax", "kekulize", "valence", "other"]
     assert len(final) == 2 and ((final[causes].sum(axis=1) - 1).abs() < 0.002).all()
-    spec = importlib.util.spec_from_file_location("plot_prior_phase", root / "benchmarks/plot_prior_phase.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.main(["--csv", str(root / "docs/results/chembl_prior_randomized.csv"), "--out", str(tmp_path / "p.png"),
-                       "--right", "fcd"])
+    out = plot_prior_phase.main(["--csv", str(ROOT / "docs/results/chembl_prior_randomized.csv"),
+                                 "--out", str(tmp_path / "p.png"), "--right", "fcd"])
     assert out.stat().st_size > 10_000

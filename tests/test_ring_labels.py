@@ -2,6 +2,8 @@
 
 import itertools
 import re
+import sys
+from pathlib import Path
 
 import pytest
 from rdkit import Chem, RDLogger
@@ -11,6 +13,9 @@ from datamodules.sources import chembl_path, read_records
 from datamodules.streaming import RecordFile, TokenizedCorpus
 from networks.ring_labels import RingLabelError, fresh_ring_labels
 from networks.tokenizers import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts under test, as tests/test_kinase.py imports them
 
 RDLogger.DisableLog("rdApp.*")
 _RING = re.compile(r"\[[^\]]*\]|%\d\d|\d")  # bracket atoms first, so their digits are skipped
@@ -104,13 +109,7 @@ def test_smiles_failure_names_why_a_sample_is_invalid(smiles, cause):
 
 
 def test_invalid_causes_counts_fresh_style_and_causes():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "invalid_causes.py"
-    spec = importlib.util.spec_from_file_location("invalid_causes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import invalid_causes as module
     from networks.ring_labels import has_fresh_ring_labels as fresh_style
 
     assert fresh_style("c1ccccc1-c2ccccc2") and fresh_style("CCO")
@@ -121,19 +120,13 @@ def test_invalid_causes_counts_fresh_style_and_causes():
 
 
 def test_fresh_rings_results_csv_is_complete_and_plots(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
     import pandas as pd
+    import plot_prior_phase
 
-    root = Path(__file__).resolve().parents[1]
-    frame = pd.read_csv(root / "docs/results/chembl_prior_fresh_rings.csv")
+    frame = pd.read_csv(ROOT / "docs/results/chembl_prior_fresh_rings.csv")
     causes = ["validity", "unclosed_ring", "syntax", "kekulize", "valence", "other"]
     total = frame[causes].fillna(0).sum(axis=1)
     assert ((total - 1).abs() < 0.001).all()  # valid + the causes account for every sample
     assert frame["start"].isna().sum() == 2 and frame["step"].max() == 4000
-    spec = importlib.util.spec_from_file_location("plot_prior_phase", root / "benchmarks/plot_prior_phase.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.main(["--out", str(tmp_path / "p.png")])
+    out = plot_prior_phase.main(["--out", str(tmp_path / "p.png")])
     assert out.stat().st_size > 10_000
