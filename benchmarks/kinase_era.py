@@ -94,6 +94,13 @@ CSV_COLUMNS = ["run", "stage", "beta", "gamma", "variant", "seed", "step", "n_sa
                "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
                "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median",
                "nearest_active_sim_q90", "mean_jnk3", "mean_gsk3b", "threads", "weights_sha256", "model"]
+#: Issue 28's bar for an aligned model, against the fine-tuned reference it started from: at
+#: least ``fold`` times the reference's fraction of samples above 0.5 (on both kinases for the dual
+#: target), validity and uniqueness at least these, IntDiv1 within ``intdiv1_within`` of the reference's.
+BAR = {"fold": 2.0, "validity": 0.90, "uniqueness": 0.90, "intdiv1_within": 0.05}
+#: Columns ``table`` adds to ``CSV_COLUMNS`` (``bar``): the fraction above 0.5 over the
+#: reference's, and whether the run meets every term of ``BAR`` (empty for rows that are not runs).
+BAR_COLUMNS = ["fold_vs_reference", "bar_met"]
 
 
 # ------------------------------------------------------------------------------------------ sets
@@ -475,8 +482,33 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     frame.loc[counted, "validity"] = (frame.loc[counted, "validity"].astype(float) * n).round() / n
     order = {"prior": 0, "reference": 1, "finetune": 2, **{stage: 3 + k for k, stage in enumerate(STAGES)}}
     frame = frame.sort_values(["stage", "beta", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
+    frame = bar(frame)
     csv.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv, index=False, float_format="%.4g")
+    return frame
+
+
+def bar(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``BAR_COLUMNS`` set on its runs (stages in ``STAGES``), judged against its
+    ``reference`` row: ``fold_vs_reference`` (the run's fraction above 0.5 over the reference's)
+    and ``bar_met`` (every term of ``BAR``). Without a reference row, or with one lacking a
+    metric the bar needs, both are NaN: a bar nobody can check is not met or missed."""
+    frame = frame.assign(fold_vs_reference=np.nan, bar_met=pd.Series(pd.NA, index=frame.index, dtype="boolean"))
+    reference = frame[frame.run == "reference"]
+    needed = ["frac_above_0.5", "intdiv1"]
+    if len(reference) != 1 or reference[needed].isna().any(axis=None):
+        return frame
+    ref = reference.iloc[0]
+    runs = frame.stage.isin(STAGES)
+    fraction = pd.to_numeric(frame.loc[runs, "frac_above_0.5"], errors="coerce")
+    fold = fraction / ref["frac_above_0.5"] if ref["frac_above_0.5"] > 0 else fraction * np.inf
+    met = ((fraction >= BAR["fold"] * ref["frac_above_0.5"])
+           & (frame.loc[runs, "validity"] >= BAR["validity"])
+           & (frame.loc[runs, "uniqueness"] >= BAR["uniqueness"])
+           & ((frame.loc[runs, "intdiv1"] - ref["intdiv1"]).abs() <= BAR["intdiv1_within"]))
+    known = frame.loc[runs, ["frac_above_0.5", "validity", "uniqueness", "intdiv1"]].notna().all(axis=1)
+    frame.loc[runs, "fold_vs_reference"] = fold
+    frame.loc[runs & known.reindex(frame.index, fill_value=False), "bar_met"] = met[known]
     return frame
 
 
@@ -489,7 +521,7 @@ def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with its ``variant`` column filled: a row without one (written before variants
     existed, or a frame without the column) belongs to its stage's main sweep, ""."""
     variant = frame["variant"] if "variant" in frame else pd.Series("", index=frame.index, dtype=object)
-    return frame.assign(variant=variant.fillna(""))
+    return frame.assign(variant=variant.astype(object).fillna(""))
 
 
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
@@ -504,6 +536,8 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         row = {"objective": stage, "gamma": gamma, "variant": variant, "beta": beta, "seeds": int(group.seed.nunique())}
         for key in TRENDS:
             row[key], row[f"{key} se"] = mean_se(group[key])
+        if "bar_met" in group:  # a table's frame: how many seeds meet issue 28's bar
+            row["bar_met_seeds"] = int(group["bar_met"].fillna(False).astype(bool).sum())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -652,6 +686,95 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
     return save_figure(fig, path)
 
 
+TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
+
+
+def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
+    """Every target's results on one page: per target (a ``table`` CSV each), its reference row,
+    then per main-sweep group (stage, β; γ = ``SWEEP_GAMMA`` for ERA, no variant) the seeds, mean
+    ± s.e. of ``TRENDS``' metrics, the fold over the reference's fraction above 0.5, and how many
+    seeds meet issue 28's bar (``BAR``, recomputed from the CSV so that a CSV written before the
+    bar columns existed counts the same)."""
+    parts = []
+    for target, path in tables.items():
+        if not Path(path).is_file():
+            raise SystemExit(f"summary: no table CSV {path} (write it with: kinase_era.py table --target {target})")
+        frame = bar(pd.read_csv(path))
+        reference = frame[frame.run == "reference"]
+        if len(reference) != 1:
+            raise SystemExit(f"summary: {path} has {len(reference)} reference rows, not 1")
+        ref = reference.iloc[0]
+        rows = [{"target": target, "objective": "reference", "seeds": 1,
+                 **{key: ref[key] for key in TRENDS}, "fold_vs_reference": 1.0}]
+        groups = across_seeds(frame)
+        main = (groups.variant == "") & (groups.gamma.isna() | (groups.gamma == SWEEP_GAMMA))
+        for _, group in groups[main].iterrows():
+            rows.append({"target": target, **group.drop(["variant"]).to_dict(),
+                         "fold_vs_reference": group["frac_above_0.5"] / ref["frac_above_0.5"]})
+        parts.append(pd.DataFrame(rows))
+    return pd.concat(parts, ignore_index=True)
+
+
+def summary_markdown(frame: pd.DataFrame) -> str:
+    """``targets_summary``'s rows as a Markdown table: mean ± s.e., the fold and the seeds meeting the bar."""
+    def pm(row, key, digits=3):
+        se = row.get(f"{key} se")
+        return f"{row[key]:.{digits}f}" + (f" ± {se:.{digits}f}" if pd.notna(se) else "")
+
+    lines = ["| target | run | β | seeds | fraction > 0.5 | fold | validity | IntDiv1 | KL | bar met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, row in frame.iterrows():
+        name = row.objective.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO")
+        beta = "" if pd.isna(row.get("beta")) else f"{row.beta:g}"
+        met = "" if row.objective == "reference" else f"{int(row.bar_met_seeds)} of {int(row.seeds)}"
+        lines.append(f"| {TARGET_NAMES.get(row.target, row.target)} | {name} | {beta} | {int(row.seeds)} | "
+                     f"{pm(row, 'frac_above_0.5')} | {row.fold_vs_reference:.2f}× | {pm(row, 'validity')} | "
+                     f"{pm(row, 'intdiv1')} | {pm(row, 'kl_to_reference', 2)} | {met} |")
+    return "\n".join(lines)
+
+
+def plot_summary(frame: pd.DataFrame, path: Path) -> Path:
+    """One column per target, against KL to the reference: the fraction above 0.5 (top) and
+    validity (bottom) of each objective's β path (mean ± s.e. over seeds), the reference (star)
+    and the bar's lines (twice the reference's fraction; validity 0.90). A filled marker meets the
+    bar on every seed, a hollow one on fewer."""
+    from lightning_modules.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    targets = list(dict.fromkeys(frame.target))
+    fig, axes = plt.subplots(2, len(targets), figsize=(4.2 * len(targets), 7), squeeze=False)
+    for col, target in enumerate(targets):
+        rows = frame[frame.target == target]
+        ref = rows[rows.objective == "reference"].iloc[0]
+        for ax, key, line in zip(axes[:, col], ["frac_above_0.5", "validity"],
+                                 [BAR["fold"] * ref["frac_above_0.5"], BAR["validity"]]):
+            for k, stage in enumerate(STAGES):
+                # away from the reference: ERA as β grows, DPO as its β shrinks
+                path_rows = rows[rows.objective == stage].sort_values("beta", ascending=not stage.startswith("dpo"))
+                if path_rows.empty:
+                    continue
+                color, marker = f"C{k}", "o" if stage.startswith("era") else "s"
+                x, y = path_rows.kl_to_reference.astype(float), path_rows[key].astype(float)
+                ax.plot(np.r_[0.0, x], np.r_[ref[key], y], color=color, lw=1, alpha=0.6,
+                        ls="-" if stage.endswith("online") else "--")
+                for _, r in path_rows.iterrows():
+                    every = r.bar_met_seeds == r.seeds
+                    ax.errorbar(r.kl_to_reference, r[key], xerr=r["kl_to_reference se"], yerr=r[f"{key} se"],
+                                color=color, marker=marker, ms=6, capsize=2, mfc=color if every else "white")
+                    ax.annotate(f"{r.beta:g}", (r.kl_to_reference, r[key]), textcoords="offset points",
+                                xytext=(4, 3), fontsize=7, color=color)
+                ax.plot([], [], color=color, marker=marker, ls="-" if stage.endswith("online") else "--",
+                        label=stage.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO"))
+            ax.scatter([0.0], [ref[key]], color="k", marker="*", s=80, zorder=3, label="reference")
+            ax.axhline(line, color="0.5", ls=":", lw=1, label="bar")
+            ax.set_xlabel("KL to the reference (nats; log π − log π_ref, top-k 5)")
+            ax.set_ylabel({"frac_above_0.5": "fraction of samples above 0.5", "validity": "validity"}[key])
+        axes[0, col].set_title(TARGET_NAMES.get(target, target))
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle("β paths from the fine-tuned reference (mean ± s.e. over seeds; filled: bar met on every seed)")
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -693,7 +816,28 @@ def main(argv: list[str] | None = None) -> None:
     p_table.add_argument("--csv", type=Path, default=None, help="default: docs/results/kinase_<target>.csv")
     p_table.add_argument("--plot", type=Path, default=None,
                          help="also draw score and validity against KL (PNG), e.g. docs/img/kinase_jnk3_kl.png")
+    p_summary = sub.add_parser("summary", help="every target's table CSV on one page: the bar per β, a table and a plot")
+    p_summary.add_argument("--table", nargs="+", required=True, metavar="TARGET=CSV",
+                           help="e.g. jnk3=docs/results/kinase_jnk3_v3prior.csv gsk3b=... dual=...")
+    p_summary.add_argument("--csv", type=Path, required=True, help="the summary CSV to write")
+    p_summary.add_argument("--plot", type=Path, default=None, help="also draw every target's β paths (PNG)")
     args = parser.parse_args(argv)
+    if args.command == "summary":
+        tables = {}
+        for item in args.table:
+            target, sep, csv = item.partition("=")
+            if not sep or target not in STAGE_CONFIGS or not csv:
+                parser.error(f"--table takes TARGET=CSV with TARGET one of {list(STAGE_CONFIGS)}, got {item!r}")
+            tables[target] = Path(csv)
+        if args.csv.resolve() in {p.resolve() for p in tables.values()}:
+            parser.error(f"--csv {args.csv} is one of the input tables: it would be overwritten")
+        frame = targets_summary(tables)
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.csv, index=False, float_format="%.4g")
+        print(summary_markdown(frame))
+        if args.plot:
+            print("plot:", plot_summary(frame, args.plot))
+        return
     if args.command == "run" and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.command == "run" and args.betas is None:

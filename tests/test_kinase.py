@@ -102,7 +102,7 @@ def test_table_orders_rows_and_keeps_the_columns(tmp_path):
     frame = kinase_era.table(tmp_path, tmp_path / "out.csv")
     assert frame["run"].tolist() == ["prior", "reference", "era_jnk3_b50_s0", "era_jnk3_b200_s0"]
     written = pd.read_csv(tmp_path / "out.csv")
-    assert list(written.columns) == kinase_era.CSV_COLUMNS
+    assert list(written.columns) == kinase_era.CSV_COLUMNS + kinase_era.BAR_COLUMNS
     assert written["mean_score"].tolist() == [0.01, 0.05, 0.1, 0.2]
     # validity is a count over the samples: a float32 value of 1,800/2,000 is read back as 0.9
     row = {"run": "era_online_s1", "stage": "era_online", "beta": 50.0, "seed": 1, "n_samples": 2000,
@@ -131,6 +131,50 @@ def test_trend_over_beta_uses_complete_seeds_and_the_stated_direction():
     assert summary.loc[50.0, "seeds"] == 3 and summary.loc[50.0, "frac_above_0.5"] == pytest.approx((0.2 + 0.21 + 0.5) / 3)
     assert summary.loc[400.0, "frac_above_0.5 se"] == pytest.approx(0.005, rel=1e-6)  # sd 0.00707 over 2 seeds
     assert kinase_era.trend_tests(frame[frame.seed != 1]).empty  # one complete seed: no test
+
+def _bar_frame():
+    """A reference at 0.2 above 0.5 (IntDiv1 0.85) and one run per way of missing issue 28's bar."""
+    good = {"frac_above_0.5": 0.45, "validity": 0.91, "uniqueness": 0.99, "intdiv1": 0.82}
+    misses = {"ok": {}, "fold": {"frac_above_0.5": 0.39}, "validity": {"validity": 0.899},
+              "uniqueness": {"uniqueness": 0.85}, "intdiv1": {"intdiv1": 0.79}, "unknown": {"validity": np.nan}}
+    rows = [{"run": "reference", "stage": "reference", "frac_above_0.5": 0.2, "validity": 0.7, "uniqueness": 1.0,
+             "intdiv1": 0.85, "kl_to_reference": 0.0}]
+    for seed, (name, change) in enumerate(misses.items()):
+        rows.append({"run": name, "stage": "era_online", "beta": 50.0, "gamma": 9.0, "seed": seed,
+                     "mean_score": 0.4, "kl_to_reference": 1.5, **good, **change})
+    return pd.DataFrame(rows)
+
+
+def test_the_bar_is_judged_against_the_reference_term_by_term():
+    frame = kinase_era.bar(_bar_frame()).set_index("run")
+    assert frame.loc["ok", "bar_met"] and frame.loc["ok", "fold_vs_reference"] == pytest.approx(2.25)
+    for name in ("fold", "validity", "uniqueness", "intdiv1"):
+        assert not frame.loc[name, "bar_met"], name
+    assert pd.isna(frame.loc["unknown", "bar_met"]) and pd.isna(frame.loc["reference", "bar_met"])
+    assert kinase_era.across_seeds(frame.reset_index()).loc[0, "bar_met_seeds"] == 1
+    # without a reference nothing is judged
+    assert kinase_era.bar(_bar_frame().iloc[1:])["bar_met"].isna().all()
+
+
+def test_summary_puts_every_target_on_one_page(tmp_path):
+    jnk3 = _bar_frame()
+    jnk3.to_csv(tmp_path / "jnk3.csv", index=False)
+    gsk3b = _bar_frame().assign(stage=lambda f: f.stage.where(f.run == "reference", "dpo"), gamma=np.nan, beta=1.0)
+    gsk3b.loc[gsk3b.run == "reference", "frac_above_0.5"] = 0.1  # every run now at least doubles it
+    gsk3b.to_csv(tmp_path / "gsk3b.csv", index=False)
+    out = tmp_path / "summary.csv"
+    kinase_era.main(["summary", "--table", f"jnk3={tmp_path / 'jnk3.csv'}", f"gsk3b={tmp_path / 'gsk3b.csv'}",
+                     "--csv", str(out), "--plot", str(tmp_path / "summary.png")])
+    frame = pd.read_csv(out).set_index(["target", "objective"])
+    assert frame.loc[("jnk3", "era_online"), "seeds"] == 6 and frame.loc[("jnk3", "era_online"), "bar_met_seeds"] == 1
+    assert frame.loc[("gsk3b", "dpo"), "bar_met_seeds"] == 2  # "fold" now passes: 0.39 ≥ 2 × 0.1
+    assert frame.loc[("gsk3b", "dpo"), "fold_vs_reference"] == pytest.approx(frame.loc[("gsk3b", "dpo"), "frac_above_0.5"] / 0.1)
+    assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):  # the output may not overwrite an input
+        kinase_era.main(["summary", "--table", f"jnk3={out}", "--csv", str(out)])
+    with pytest.raises(SystemExit):
+        kinase_era.main(["summary", "--table", "kras=x.csv", "--csv", str(out)])
+
 
 def test_nearest_similarity_is_one_for_an_active_itself():
     sims = kinase_era.nearest_similarity(["CCOc1ccccc1", "CCCCCCCC"], ["CCOc1ccccc1", "c1ccncc1"])
@@ -376,7 +420,7 @@ def test_runs_get_the_stated_threads_and_rows_name_their_weights(tmp_path, monke
     assert rows["era_jnk3_b50_s0"]["weights_sha256"] == hashlib.sha256(b"era_jnk3_b50_s0").hexdigest()[:16]
     assert rows["reference"]["weights_sha256"] == rows["finetune_jnk3"]["weights_sha256"] != rows["prior"]["weights_sha256"]
     frame = kinase_era.table(root, tmp_path / "k.csv")
-    assert list(pd.read_csv(tmp_path / "k.csv").columns) == kinase_era.CSV_COLUMNS
+    assert list(pd.read_csv(tmp_path / "k.csv").columns) == kinase_era.CSV_COLUMNS + kinase_era.BAR_COLUMNS
     assert frame["weights_sha256"].nunique() == 3
 
 
