@@ -455,3 +455,6 @@ def test_plan_passes_the_priors_record_transform_to_fine_tuning_only(tmp_path):
     finetune = runs[0].command(tmp_path)
     assert finetune[finetune.index("--data.init_args.transform") + 1] == "fresh_ring_labels"
     assert "--data.init_args.transform" not in runs[1].command(tmp_path)  # ERA samples its own policy
+    # without --csv the table lands beside the runs it collects, not over a committed results file
+    kinase_era.main(["table", "--root", str(root)])
+    assert (root / "kinase_jnk3.csv").is_file() and (root / "kinase_jnk3_by_beta.csv").is_file()
