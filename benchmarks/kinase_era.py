@@ -521,6 +521,9 @@ def bar(frame: pd.DataFrame) -> pd.DataFrame:
 #: Metrics summarised over seeds per β, and the direction a trend test asks about as β grows.
 TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls", "intdiv1": "falls",
           "kl_to_reference": "rises"}
+#: Every metric ``across_seeds`` summarises: the trend-tested ones, then uniqueness and how close
+#: the samples sit to the known actives (copying them, or new chemotypes).
+SUMMARISED = [*TRENDS, "uniqueness", "novelty_vs_known_actives", "nearest_active_sim_median"]
 
 
 def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
@@ -532,7 +535,7 @@ def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
 
 def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Per stage (``STAGES``: ERA, DPO, then each online), γ (ERA's; NaN for DPO) and β: seeds,
-    and mean ± s.e. over seeds of each ``TRENDS`` metric."""
+    and mean ± s.e. over seeds of each ``SUMMARISED`` metric (NaN where a frame lacks it)."""
     from seed_stats import mean_se
 
     rows = []
@@ -540,8 +543,8 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(order=runs.stage.map(STAGES.index)).sort_values(["order", "gamma", "variant", "beta"])
     for (stage, gamma, variant, beta), group in runs.groupby(["stage", "gamma", "variant", "beta"], sort=False, dropna=False):
         row = {"objective": stage, "gamma": gamma, "variant": variant, "beta": beta, "seeds": int(group.seed.nunique())}
-        for key in TRENDS:
-            row[key], row[f"{key} se"] = mean_se(group[key])
+        for key in SUMMARISED:
+            row[key], row[f"{key} se"] = mean_se(group[key]) if key in group else (np.nan, np.nan)
         if "bar_met" in group:  # a table's frame: how many seeds meet issue 28's bar
             row["bar_met_seeds"] = int(group["bar_met"].fillna(False).astype(bool).sum())
         rows.append(row)
@@ -698,7 +701,7 @@ TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
 def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
     """Every target's results on one page: per target (a ``table`` CSV each), its reference row,
     then per main-sweep group (stage, β; γ = ``SWEEP_GAMMA`` for ERA, no variant) the seeds, mean
-    ± s.e. of ``TRENDS``' metrics, the fold over the reference's fraction above 0.5, and how many
+    ± s.e. of ``SUMMARISED``' metrics, the fold over the reference's fraction above 0.5, and how many
     seeds meet issue 28's bar (``BAR``, recomputed from the CSV so that a CSV written before the
     bar columns existed counts the same)."""
     parts = []
@@ -711,7 +714,7 @@ def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
             raise SystemExit(f"summary: {path} has {len(reference)} reference rows, not 1")
         ref = reference.iloc[0]
         rows = [{"target": target, "objective": "reference", "seeds": 1,
-                 **{key: ref[key] for key in TRENDS}, "fold_vs_reference": 1.0}]
+                 **{key: ref.get(key, np.nan) for key in SUMMARISED}, "fold_vs_reference": 1.0}]
         groups = across_seeds(frame)
         main = (groups.variant == "") & (groups.gamma.isna() | (groups.gamma == SWEEP_GAMMA))
         for _, group in groups[main].iterrows():
@@ -727,15 +730,17 @@ def summary_markdown(frame: pd.DataFrame) -> str:
         se = row.get(f"{key} se")
         return f"{row[key]:.{digits}f}" + (f" ± {se:.{digits}f}" if pd.notna(se) else "")
 
-    lines = ["| target | run | β | seeds | fraction > 0.5 | fold | validity | IntDiv1 | KL | bar met |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| target | run | β | seeds | fraction > 0.5 | fold | validity | uniqueness | IntDiv1 | "
+             "nearest active (median Tanimoto) | KL | bar met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in frame.iterrows():
         name = row.objective.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO")
         beta = "" if pd.isna(row.get("beta")) else f"{row.beta:g}"
         met = "" if row.objective == "reference" else f"{int(row.bar_met_seeds)} of {int(row.seeds)}"
         lines.append(f"| {TARGET_NAMES.get(row.target, row.target)} | {name} | {beta} | {int(row.seeds)} | "
                      f"{pm(row, 'frac_above_0.5')} | {row.fold_vs_reference:.2f}× | {pm(row, 'validity')} | "
-                     f"{pm(row, 'intdiv1')} | {pm(row, 'kl_to_reference', 2)} | {met} |")
+                     f"{row.uniqueness:.3f} | {pm(row, 'intdiv1')} | {pm(row, 'nearest_active_sim_median')} | "
+                     f"{pm(row, 'kl_to_reference', 2)} | {met} |")
     return "\n".join(lines)
 
 

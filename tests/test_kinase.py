@@ -446,6 +446,9 @@ def test_table_writes_a_matched_comparison_only_against_a_stage_that_ran(tmp_pat
     kinase_era.main(["table", "--root", str(root), "--csv", str(csv)])
     matched = pd.read_csv(tmp_path / "k_era_online_matched.csv")
     assert len(matched) == 8 and matched["era validity"].notna().any()
+    # without --csv the table lands beside the runs it collects, not over a committed results file
+    kinase_era.main(["table", "--root", str(root)])
+    assert (root / "kinase_jnk3.csv").is_file() and (root / "kinase_jnk3_by_beta.csv").is_file()
 
 
 def test_plan_passes_the_priors_record_transform_to_fine_tuning_only(tmp_path):
@@ -455,6 +458,3 @@ def test_plan_passes_the_priors_record_transform_to_fine_tuning_only(tmp_path):
     finetune = runs[0].command(tmp_path)
     assert finetune[finetune.index("--data.init_args.transform") + 1] == "fresh_ring_labels"
     assert "--data.init_args.transform" not in runs[1].command(tmp_path)  # ERA samples its own policy
-    # without --csv the table lands beside the runs it collects, not over a committed results file
-    kinase_era.main(["table", "--root", str(root)])
-    assert (root / "kinase_jnk3.csv").is_file() and (root / "kinase_jnk3_by_beta.csv").is_file()
