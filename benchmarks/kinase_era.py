@@ -523,7 +523,7 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
           "kl_to_reference": "rises"}
 #: Every metric ``across_seeds`` summarises: the trend-tested ones, then uniqueness and how close
 #: the samples sit to the known actives (copying them, or new chemotypes).
-SUMMARISED = [*TRENDS, "uniqueness", "novelty_vs_known_actives", "nearest_active_sim_median"]
+SUMMARISED = [*TRENDS, "uniqueness", "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median"]
 
 
 def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
@@ -699,8 +699,8 @@ TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
 
 
 def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
-    """Every target's results on one page: per target (a ``table`` CSV each), its reference row,
-    then per main-sweep group (stage, β; γ = ``SWEEP_GAMMA`` for ERA, no variant) the seeds, mean
+    """Every target's results on one page: per target (a ``table`` CSV each), its prior row
+    (before fine-tuning, when the table has one) and its reference row (after), then per main-sweep group (stage, β; γ = ``SWEEP_GAMMA`` for ERA, no variant) the seeds, mean
     ± s.e. of ``SUMMARISED``' metrics, the fold over the reference's fraction above 0.5, and how many
     seeds meet issue 28's bar (``BAR``, recomputed from the CSV so that a CSV written before the
     bar columns existed counts the same)."""
@@ -713,8 +713,11 @@ def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
         if len(reference) != 1:
             raise SystemExit(f"summary: {path} has {len(reference)} reference rows, not 1")
         ref = reference.iloc[0]
-        rows = [{"target": target, "objective": "reference", "seeds": 1,
-                 **{key: ref.get(key, np.nan) for key in SUMMARISED}, "fold_vs_reference": 1.0}]
+        # before fine-tuning (the prior, when the table has it) and after (the reference)
+        rows = [{"target": target, "objective": row.run, "seeds": 1,
+                 **{key: row.get(key, np.nan) for key in SUMMARISED},
+                 "fold_vs_reference": row["frac_above_0.5"] / ref["frac_above_0.5"]}
+                for _, row in frame[frame.run.isin(["prior", "reference"])].iterrows()]
         groups = across_seeds(frame)
         main = (groups.variant == "") & (groups.gamma.isna() | (groups.gamma == SWEEP_GAMMA))
         for _, group in groups[main].iterrows():
@@ -736,11 +739,11 @@ def summary_markdown(frame: pd.DataFrame) -> str:
     for _, row in frame.iterrows():
         name = row.objective.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO")
         beta = "" if pd.isna(row.get("beta")) else f"{row.beta:g}"
-        met = "" if row.objective == "reference" else f"{int(row.bar_met_seeds)} of {int(row.seeds)}"
+        met = "" if row.objective in ("prior", "reference") else f"{int(row.bar_met_seeds)} of {int(row.seeds)}"
         lines.append(f"| {TARGET_NAMES.get(row.target, row.target)} | {name} | {beta} | {int(row.seeds)} | "
                      f"{pm(row, 'frac_above_0.5')} | {row.fold_vs_reference:.2f}× | {pm(row, 'validity')} | "
                      f"{row.uniqueness:.3f} | {pm(row, 'intdiv1')} | {pm(row, 'nearest_active_sim_median')} | "
-                     f"{pm(row, 'kl_to_reference', 2)} | {met} |")
+                     f"{'' if row.objective == 'prior' else pm(row, 'kl_to_reference', 2)} | {met} |")
     return "\n".join(lines)
 
 

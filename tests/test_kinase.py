@@ -157,7 +157,9 @@ def test_the_bar_is_judged_against_the_reference_term_by_term():
 
 
 def test_summary_puts_every_target_on_one_page(tmp_path):
-    jnk3 = _bar_frame()
+    prior = {"run": "prior", "stage": "prior", "frac_above_0.5": 0.01, "validity": 0.8, "uniqueness": 1.0,
+             "intdiv1": 0.87, "kl_to_reference": 0.0}
+    jnk3 = pd.concat([pd.DataFrame([prior]), _bar_frame()], ignore_index=True)
     jnk3.to_csv(tmp_path / "jnk3.csv", index=False)
     gsk3b = _bar_frame().assign(stage=lambda f: f.stage.where(f.run == "reference", "dpo"), gamma=np.nan, beta=1.0)
     gsk3b.loc[gsk3b.run == "reference", "frac_above_0.5"] = 0.1  # every run now at least doubles it
@@ -167,6 +169,8 @@ def test_summary_puts_every_target_on_one_page(tmp_path):
                      "--csv", str(out), "--plot", str(tmp_path / "summary.png")])
     frame = pd.read_csv(out).set_index(["target", "objective"])
     assert frame.loc[("jnk3", "era_online"), "seeds"] == 6 and frame.loc[("jnk3", "era_online"), "bar_met_seeds"] == 1
+    # before and after fine-tuning: the prior's row beside the reference's (gsk3b's table has no prior)
+    assert frame.loc[("jnk3", "prior"), "fold_vs_reference"] == pytest.approx(0.05) and ("gsk3b", "prior") not in frame.index
     assert frame.loc[("gsk3b", "dpo"), "bar_met_seeds"] == 2  # "fold" now passes: 0.39 ≥ 2 × 0.1
     assert frame.loc[("gsk3b", "dpo"), "fold_vs_reference"] == pytest.approx(frame.loc[("gsk3b", "dpo"), "frac_above_0.5"] / 0.1)
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
