@@ -9,6 +9,7 @@ ERA on U = −p(target) (JNK3, or GSK3β with ``--target gsk3b``), as one resuma
     python benchmarks/kinase_era.py run --target dual ...; table --target dual         # both (runs/kinase_dual)
     python benchmarks/kinase_era.py table [--csv docs/results/kinase_jnk3.csv] [--plot docs/img/kinase_jnk3_kl.png]
     python benchmarks/kinase_era.py summary --table jnk3=CSV gsk3b=CSV dual=CSV --csv OUT [--plot PNG]  # all targets
+    python benchmarks/kinase_era.py nearest --runs reference era_jnk3_b50_s0 --csv OUT [--plot PNG]  # whole nearest-active distribution
 
 ``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
 with ``--excape``, the ExCAPE JNK3/GSK3β classifier sets (``jnk3/all.txt``, ``gsk3/all.txt`` of
@@ -263,22 +264,33 @@ def nearest_similarity(smiles: list[str], actives: list[str]) -> np.ndarray:
     return out
 
 
+def evaluation_draw(model_dir: Path, n: int, top_k: int | None, seed: int, max_new_tokens: int = 100):
+    """The ``n`` samples a model's evaluation scores (T = 1, ``top_k``, generator seed ``seed``), with
+    their log-probabilities: the same draw every time on the same thread count."""
+    import torch
+
+    from networks.architectures import Pretrained
+    from networks.sampling import sample
+    from networks.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(str(model_dir))
+    model = Pretrained(str(model_dir)).build(tok).eval()
+    return sample(model, tok, n, max_new_tokens, top_k=top_k, generator=torch.Generator().manual_seed(seed),
+                  return_model_logprobs=True)
+
+
 def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[str], actives: list[str],
              n: int, top_k: int | None, seed: int, max_new_tokens: int = 100) -> dict:
     """The CSV's numbers for one model (see the module docstring)."""
-    import torch
-
     from lightning_modules.metrics import InternalDiversity, Novelty, validity_and_uniqueness
     from networks.architectures import Pretrained
-    from networks.sampling import sample, scoring_logprob
+    from networks.sampling import scoring_logprob
     from networks.tokenizers import load_tokenizer
     from oracles.canonical import canonical_smiles
 
     tok = load_tokenizer(str(model_dir))
-    model = Pretrained(str(model_dir)).build(tok).eval()
+    batch = evaluation_draw(model_dir, n, top_k, seed, max_new_tokens)
     reference = Pretrained(str(reference_dir)).build(tok).eval()
-    batch = sample(model, tok, n, max_new_tokens, top_k=top_k, generator=torch.Generator().manual_seed(seed),
-                   return_model_logprobs=True)
     ref_lp = scoring_logprob(reference, batch.input_ids, batch.attention_mask)
     canon = [canonical_smiles(s) for s in batch.texts]
     valid = [c for c in canon if c is not None]
@@ -696,6 +708,70 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
 
 
 TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
+#: Bins of the nearest-active similarity histogram (``nearest``): 0–1 in steps of 0.05.
+SIMILARITY_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
+NEAREST_COLUMNS = ["target", "run", "weights_sha256", "n_valid_distinct", "median", "q90", "eval_median",
+                   *(f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1])]
+
+
+def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n: int, top_k: int | None,
+                         seed: int) -> pd.DataFrame:
+    """For each run under ``root`` (its ``eval.json`` names the model it measured): the whole
+    distribution, not just the median, of its distinct valid evaluation samples' Tanimoto
+    similarity to the nearest known active — is alignment finding new chemotypes or copying
+    actives? The samples are the evaluation's own draw (``evaluation_draw``, the same ``n``,
+    top-k and seed), so ``median`` must equal ``eval.json``'s ``eval_median`` on the same thread
+    count. One row per run: histogram counts over ``SIMILARITY_BINS`` (the last bin includes 1)."""
+    from oracles.canonical import canonical_smiles
+
+    actives = read_lines(sets / f"{target}_known_actives.txt")
+    rows = []
+    for name in runs:
+        record = root / name / "eval.json"
+        if not record.is_file():
+            raise SystemExit(f"nearest: {record} does not exist (run it first: kinase_era.py run)")
+        info = json.loads(record.read_text())
+        model_dir = Path(info["model"])
+        if not model_dir.is_absolute():
+            model_dir = ROOT / model_dir
+        if info.get("weights_sha256") and weights_digest(model_dir) != info["weights_sha256"]:
+            raise SystemExit(f"nearest: {model_dir} is not the model {record} measured (weights changed since)")
+        batch = evaluation_draw(model_dir, n, top_k, seed)
+        valid = [c for c in (canonical_smiles(t) for t in batch.texts) if c is not None]
+        sims = nearest_similarity(list(dict.fromkeys(valid)), actives)
+        sims = sims[np.isfinite(sims)]
+        counts, _ = np.histogram(sims, bins=SIMILARITY_BINS)
+        rows.append({"target": target, "run": name, "weights_sha256": info.get("weights_sha256"),
+                     "n_valid_distinct": len(sims), "median": float(np.median(sims)) if len(sims) else np.nan,
+                     "q90": float(np.quantile(sims, 0.9)) if len(sims) else np.nan,
+                     "eval_median": info.get("nearest_active_sim_median"),
+                     **{f"bin_{lo:.2f}": int(c) for lo, c in zip(SIMILARITY_BINS[:-1], counts)}})
+        print(f"{target} {name}: median {rows[-1]['median']:.4f} (eval.json {rows[-1]['eval_median']})", flush=True)
+    return pd.DataFrame(rows, columns=NEAREST_COLUMNS)
+
+
+def plot_nearest(frame: pd.DataFrame, path: Path) -> Path:
+    """One panel per target: each run's distribution of nearest-active similarity (fraction of its
+    distinct valid samples per bin), the reference's in black."""
+    from lightning_modules.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    targets = list(dict.fromkeys(frame.target))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 3.8), squeeze=False)
+    bins = [f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1]]
+    centres = SIMILARITY_BINS[:-1] + 0.025
+    for ax, target in zip(axes[0], targets):
+        for k, (_, row) in enumerate(frame[frame.target == target].iterrows()):
+            counts = row[bins].to_numpy(float)
+            share = counts / counts.sum() if counts.sum() else counts
+            ax.step(centres, share, where="mid", color="k" if row.run == "reference" else f"C{k}",
+                    lw=2 if row.run == "reference" else 1.2, label=f"{row.run} (median {row['median']:.2f})")
+        ax.set_xlabel("Tanimoto similarity to the nearest known active")
+        ax.set_ylabel("fraction of distinct valid samples")
+        ax.set_title(TARGET_NAMES.get(target, target))
+        ax.legend(fontsize=6, loc="upper right")
+    fig.suptitle("Nearest known active: copies would sit near 1")
+    return save_figure(fig, path)
 
 
 def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
@@ -836,7 +912,32 @@ def main(argv: list[str] | None = None) -> None:
                            help="e.g. jnk3=docs/results/kinase_jnk3_v3prior.csv gsk3b=... dual=...")
     p_summary.add_argument("--csv", type=Path, required=True, help="the summary CSV to write")
     p_summary.add_argument("--plot", type=Path, default=None, help="also draw every target's β paths (PNG)")
+    p_near = sub.add_parser("nearest", help="each run's whole distribution of similarity to the nearest known active")
+    p_near.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
+    p_near.add_argument("--root", type=Path, default=None, help="default: as for run")
+    p_near.add_argument("--sets", type=Path, default=ROOT / "runs" / "kinase")
+    p_near.add_argument("--runs", nargs="+", required=True, help="run names under --root, e.g. reference era_online_jnk3_b50_s0")
+    p_near.add_argument("--csv", type=Path, required=True,
+                        help="rows for --target are replaced, other targets' kept (one file for every target)")
+    p_near.add_argument("--plot", type=Path, default=None)
+    p_near.add_argument("--eval-samples", type=int, default=2000)
+    p_near.add_argument("--eval-seed", type=int, default=100)
+    p_near.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.command == "nearest":
+        root = args.root or default_root(args.target)
+        frame = nearest_distribution(root, args.runs, args.target, args.sets, args.eval_samples,
+                                     args.top_k or None, args.eval_seed)
+        if args.csv.is_file():
+            kept = pd.read_csv(args.csv)
+            if list(kept.columns) != NEAREST_COLUMNS:
+                raise SystemExit(f"nearest: {args.csv} has other columns; not appending to it")
+            frame = pd.concat([kept[kept.target != args.target], frame], ignore_index=True)
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.csv, index=False, float_format="%.4g")
+        if args.plot:
+            print("plot:", plot_nearest(frame, args.plot))
+        return
     if args.command == "summary":
         tables = {}
         for item in args.table:

@@ -462,3 +462,37 @@ def test_plan_passes_the_priors_record_transform_to_fine_tuning_only(tmp_path):
     finetune = runs[0].command(tmp_path)
     assert finetune[finetune.index("--data.init_args.transform") + 1] == "fresh_ring_labels"
     assert "--data.init_args.transform" not in runs[1].command(tmp_path)  # ERA samples its own policy
+
+
+def test_nearest_keeps_the_whole_similarity_distribution(tmp_path, monkeypatch):
+    """``nearest`` histograms each run's distinct valid samples by similarity to the nearest known
+    active (a copy lands in the last bin, which includes 1), refuses a model whose weights changed
+    since its eval.json, and replaces only its own target's rows in a shared CSV."""
+    from types import SimpleNamespace
+
+    from networks.files import weights_digest
+
+    sets, root = tmp_path / "sets", tmp_path / "root"
+    sets.mkdir()
+    (sets / "jnk3_known_actives.txt").write_text("CCOc1ccccc1\nc1ccncc1\n")
+    model = root / "run_a" / "pretrained"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights a")
+    (root / "run_a" / "eval.json").write_text(json.dumps({"model": str(model), "weights_sha256": weights_digest(model),
+                                                          "nearest_active_sim_median": 0.5}))
+    texts = ["CCOc1ccccc1", "CCOc1ccccc1", "CCCCCCCC", "C1CC"]  # a copy twice, a new molecule, an invalid one
+    monkeypatch.setattr(kinase_era, "evaluation_draw", lambda *a, **k: SimpleNamespace(texts=texts))
+    csv = tmp_path / "near.csv"
+    pd.DataFrame([{c: ("gsk3b" if c == "target" else 0) for c in kinase_era.NEAREST_COLUMNS}]).to_csv(csv, index=False)
+    kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--runs", "run_a", "--csv", str(csv),
+                     "--plot", str(tmp_path / "near.png")])
+    frame = pd.read_csv(csv)
+    assert sorted(frame.target) == ["gsk3b", "jnk3"]  # the other target's row is kept
+    row = frame[frame.target == "jnk3"].iloc[0]
+    assert row.n_valid_distinct == 2 and row["bin_0.95"] == 1 and row[[f"bin_{b:.2f}" for b in kinase_era.SIMILARITY_BINS[:-1]]].sum() == 2
+    low = kinase_era.nearest_similarity(["CCCCCCCC"], ["CCOc1ccccc1", "c1ccncc1"])[0]
+    assert row["median"] == pytest.approx((1.0 + low) / 2, abs=1e-4)
+    assert (tmp_path / "near.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (model / "model.safetensors").write_bytes(b"retrained")  # not the model eval.json measured
+    with pytest.raises(SystemExit, match="not the model"):
+        kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--runs", "run_a", "--csv", str(csv)])
