@@ -32,7 +32,7 @@ fraction above 0.5, validity, uniqueness, IntDiv1, the mean log-ratio log π −
 samples (KL(π‖π_ref) exactly without top-k), novelty against the fine-tuning set, and the median
 over valid distinct samples of the Tanimoto similarity (Morgan r = 2, 2,048 bits) to the nearest
 known active. The prior and the fine-tuned reference are evaluated the same way (rows ``prior``
-and ``reference``). ``table`` collects every ``eval.json`` into the CSV, (default
+and ``reference``). ``table`` collects every ``eval.json`` into the CSV (default
 ``<root>/kinase_<target>.csv``), with each run's fold over the reference's fraction above 0.5 and
 whether it meets issue 28's bar (``BAR``: at least twice the reference's fraction, validity and
 uniqueness ≥ 0.90, IntDiv1 within 0.05 of the reference's), and writes beside it
