@@ -493,6 +493,11 @@ def test_nearest_keeps_the_whole_similarity_distribution(tmp_path, monkeypatch):
     low = kinase_era.nearest_similarity(["CCCCCCCC"], ["CCOc1ccccc1", "c1ccncc1"])[0]
     assert row["median"] == pytest.approx((1.0 + low) / 2, abs=1e-4)
     assert (tmp_path / "near.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # seeds pool by run name without _s<seed>: one copy of the two distinct valid samples
+    pooled = kinase_era.pool_nearest(pd.concat([row.to_frame().T.assign(run=f"era_s{k}") for k in (0, 1)]))
+    assert pooled.loc[0, "objective"] == "era" and pooled.loc[0, "seeds"] == 2
+    assert pooled.loc[0, "share >= 0.95"] == pytest.approx(0.5) and pooled.loc[0, "bin_0.95"] == 2
+    assert (tmp_path / "near_pooled.csv").is_file()
     (model / "model.safetensors").write_bytes(b"retrained")  # not the model eval.json measured
     with pytest.raises(SystemExit, match="not the model"):
         kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--runs", "run_a", "--csv", str(csv)])
