@@ -799,6 +799,97 @@ def plot_nearest(frame: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
+    """Every target's results on one page: per target (a ``table`` CSV each), its prior row
+    (before fine-tuning, when the table has one) and its reference row (after), then per main-sweep group (stage, β; γ = ``SWEEP_GAMMA`` for ERA, no variant) the seeds, mean
+    ± s.e. of ``SUMMARISED``' metrics, the fold over the reference's fraction above 0.5, and how many
+    seeds meet issue 28's bar (``BAR``, recomputed from the CSV so that a CSV written before the
+    bar columns existed counts the same)."""
+    parts = []
+    for target, path in tables.items():
+        if not Path(path).is_file():
+            raise SystemExit(f"summary: no table CSV {path} (write it with: kinase_era.py table --target {target})")
+        frame = bar(pd.read_csv(path))
+        reference = frame[frame.run == "reference"]
+        if len(reference) != 1:
+            raise SystemExit(f"summary: {path} has {len(reference)} reference rows, not 1")
+        ref = reference.iloc[0]
+        # before fine-tuning (the prior, when the table has it) and after (the reference)
+        rows = [{"target": target, "objective": row.run, "seeds": 1,
+                 **{key: row.get(key, np.nan) for key in SUMMARISED},
+                 "fold_vs_reference": row["frac_above_0.5"] / ref["frac_above_0.5"]}
+                for _, row in frame[frame.run.isin(["prior", "reference"])].iterrows()]
+        groups = across_seeds(frame)
+        main = (groups.variant == "") & (groups.gamma.isna() | (groups.gamma == SWEEP_GAMMA))
+        for _, group in groups[main].iterrows():
+            rows.append({"target": target, **group.drop(["variant"]).to_dict(),
+                         "fold_vs_reference": group["frac_above_0.5"] / ref["frac_above_0.5"]})
+        parts.append(pd.DataFrame(rows))
+    return pd.concat(parts, ignore_index=True)
+
+
+def summary_markdown(frame: pd.DataFrame) -> str:
+    """``targets_summary``'s rows as a Markdown table: mean ± s.e., the fold and the seeds meeting the bar."""
+    def pm(row, key, digits=3):
+        se = row.get(f"{key} se")
+        return f"{row[key]:.{digits}f}" + (f" ± {se:.{digits}f}" if pd.notna(se) else "")
+
+    lines = ["| target | run | β | seeds | fraction > 0.5 | fold | validity | uniqueness | IntDiv1 | "
+             "nearest active (median Tanimoto) | KL | bar met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, row in frame.iterrows():
+        name = row.objective.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO")
+        beta = "" if pd.isna(row.get("beta")) else f"{row.beta:g}"
+        met = "" if row.objective in ("prior", "reference") else f"{int(row.bar_met_seeds)} of {int(row.seeds)}"
+        lines.append(f"| {TARGET_NAMES.get(row.target, row.target)} | {name} | {beta} | {int(row.seeds)} | "
+                     f"{pm(row, 'frac_above_0.5')} | {row.fold_vs_reference:.2f}× | {pm(row, 'validity')} | "
+                     f"{row.uniqueness:.3f} | {pm(row, 'intdiv1')} | {pm(row, 'nearest_active_sim_median')} | "
+                     f"{'' if row.objective == 'prior' else pm(row, 'kl_to_reference', 2)} | {met} |")
+    return "\n".join(lines)
+
+
+def plot_summary(frame: pd.DataFrame, path: Path) -> Path:
+    """One column per target, against KL to the reference: the fraction above 0.5 (top) and
+    validity (bottom) of each objective's β path (mean ± s.e. over seeds), the reference (star)
+    and the bar's lines (twice the reference's fraction; validity 0.90). A filled marker meets the
+    bar on every seed, a hollow one on fewer."""
+    from lightning_modules.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    targets = list(dict.fromkeys(frame.target))
+    fig, axes = plt.subplots(2, len(targets), figsize=(4.2 * len(targets), 7), squeeze=False)
+    for col, target in enumerate(targets):
+        rows = frame[frame.target == target]
+        ref = rows[rows.objective == "reference"].iloc[0]
+        for ax, key, line in zip(axes[:, col], ["frac_above_0.5", "validity"],
+                                 [BAR["fold"] * ref["frac_above_0.5"], BAR["validity"]]):
+            for k, stage in enumerate(STAGES):
+                # away from the reference: ERA as β grows, DPO as its β shrinks
+                path_rows = rows[rows.objective == stage].sort_values("beta", ascending=not stage.startswith("dpo"))
+                if path_rows.empty:
+                    continue
+                color, marker = f"C{k}", "o" if stage.startswith("era") else "s"
+                x, y = path_rows.kl_to_reference.astype(float), path_rows[key].astype(float)
+                ax.plot(np.r_[0.0, x], np.r_[ref[key], y], color=color, lw=1, alpha=0.6,
+                        ls="-" if stage.endswith("online") else "--")
+                for _, r in path_rows.iterrows():
+                    every = r.bar_met_seeds == r.seeds
+                    ax.errorbar(r.kl_to_reference, r[key], xerr=r["kl_to_reference se"], yerr=r[f"{key} se"],
+                                color=color, marker=marker, ms=6, capsize=2, mfc=color if every else "white")
+                    ax.annotate(f"{r.beta:g}", (r.kl_to_reference, r[key]), textcoords="offset points",
+                                xytext=(4, 3), fontsize=7, color=color)
+                ax.plot([], [], color=color, marker=marker, ls="-" if stage.endswith("online") else "--",
+                        label=stage.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO"))
+            ax.scatter([0.0], [ref[key]], color="k", marker="*", s=80, zorder=3, label="reference")
+            ax.axhline(line, color="0.5", ls=":", lw=1, label="bar")
+            ax.set_xlabel("KL to the reference (nats; log π − log π_ref, top-k 5)")
+            ax.set_ylabel({"frac_above_0.5": "fraction of samples above 0.5", "validity": "validity"}[key])
+        axes[0, col].set_title(TARGET_NAMES.get(target, target))
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle("β paths from the fine-tuned reference (mean ± s.e. over seeds; filled: bar met on every seed)")
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
