@@ -379,6 +379,12 @@ OBJECTIVES = {"era": "lightning_modules.pair_losses.ERA", "dpo": "lightning_modu
 STAGES = [*OBJECTIVES, *(f"{o}_online" for o in OBJECTIVES)]
 
 
+def stage_label(stage: str) -> str:
+    """How tables and plots name a stage ("ERA", "DPO online"); a row that is not a stage (the
+    prior, the reference) keeps its own name."""
+    return stage.replace("_", " ").upper().replace("ONLINE", "online") if stage in STAGES else stage
+
+
 def plan(target: str, betas: list[float], seeds: list[int], gamma: float, root: Path, sets: Path,
          prior: str, objective: str = "era", online: bool = False, invalid_weight: float | None = None,
          transform: str | None = None) -> list[Run]:
@@ -673,7 +679,7 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
     runs = with_variant(frame[frame.stage.isin(STAGES)])
     groups = []  # per stage (in STAGES' order), γ (ERA's; NaN for DPO) and variant
     for stage in STAGES:
-        name = stage.replace("_", " ").upper().replace("ONLINE", "online")  # "ERA online", "DPO"
+        name = stage_label(stage)
         for (g, v), rows in runs[runs.stage == stage].groupby(["gamma", "variant"], dropna=False):
             details = ([f"γ {g:g}"] if np.isfinite(g) else []) + ([v] if v else [])
             groups.append((f"{name} {', '.join(details)}".strip(), rows))
@@ -710,8 +716,10 @@ def plot_paths(frame: pd.DataFrame, path: Path, target: str = "jnk3") -> Path:
 TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
 #: Bins of the nearest-active similarity histogram (``nearest``): 0–1 in steps of 0.05.
 SIMILARITY_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
+#: One histogram column per bin, named by its lower edge.
+BIN_COLUMNS = [f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1]]
 NEAREST_COLUMNS = ["target", "run", "weights_sha256", "n_valid_distinct", "median", "q90", "eval_median",
-                   *(f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1])]
+                   *BIN_COLUMNS]
 
 
 def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n: int, top_k: int | None,
@@ -745,7 +753,7 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
                      "n_valid_distinct": len(sims), "median": float(np.median(sims)) if len(sims) else np.nan,
                      "q90": float(np.quantile(sims, 0.9)) if len(sims) else np.nan,
                      "eval_median": info.get("nearest_active_sim_median"),
-                     **{f"bin_{lo:.2f}": int(c) for lo, c in zip(SIMILARITY_BINS[:-1], counts)}})
+                     **dict(zip(BIN_COLUMNS, counts.astype(int).tolist()))})
         print(f"{target} {name}: median {rows[-1]['median']:.4f} (eval.json {rows[-1]['eval_median']})", flush=True)
     return pd.DataFrame(rows, columns=NEAREST_COLUMNS)
 
@@ -756,19 +764,18 @@ def pool_nearest(frame: pd.DataFrame) -> pd.DataFrame:
     the median and of the shares of samples at similarity ≥ 0.7 and ≥ 0.95 (the last bin)."""
     from seed_stats import mean_se
 
-    bins = [f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1]]
-    at_least = {0.7: bins[bins.index("bin_0.70"):], 0.95: bins[-1:]}
+    at_least = {0.7: BIN_COLUMNS[BIN_COLUMNS.index("bin_0.70"):], 0.95: BIN_COLUMNS[-1:]}
     frame = frame.assign(objective=frame.run.str.replace(r"_s\d+$", "", regex=True))
     rows = []
     for (target, objective), group in frame.groupby(["target", "objective"], sort=False):
-        counts = group[bins].to_numpy(float)
+        counts = group[BIN_COLUMNS].to_numpy(float)
         totals = counts.sum(axis=1)
         row = {"target": target, "objective": objective, "seeds": len(group)}
         row["median"], row["median se"] = mean_se(group["median"])
         for level, columns in at_least.items():
             share = group[columns].to_numpy(float).sum(axis=1) / np.where(totals > 0, totals, np.nan)
             row[f"share >= {level:g}"], row[f"share >= {level:g} se"] = mean_se(pd.Series(share))
-        rows.append({**row, **dict(zip(bins, counts.sum(axis=0).astype(int)))})
+        rows.append({**row, **dict(zip(BIN_COLUMNS, counts.sum(axis=0).astype(int)))})
     return pd.DataFrame(rows)
 
 
@@ -781,11 +788,10 @@ def plot_nearest(frame: pd.DataFrame, path: Path) -> Path:
     pooled = pool_nearest(frame)
     targets = list(dict.fromkeys(pooled.target))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 3.8), squeeze=False)
-    bins = [f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1]]
     centres = SIMILARITY_BINS[:-1] + 0.025
     for ax, target in zip(axes[0], targets):
         for k, (_, row) in enumerate(pooled[pooled.target == target].iterrows()):
-            counts = row[bins].to_numpy(float)
+            counts = row[BIN_COLUMNS].to_numpy(float)
             share = counts / counts.sum() if counts.sum() else counts
             seeds = f"{row.seeds} seed{'s' if row.seeds > 1 else ''}, " if row.objective != "reference" else ""
             ax.step(centres, share, where="mid", color="k" if row.objective == "reference" else f"C{k}",
@@ -838,7 +844,7 @@ def summary_markdown(frame: pd.DataFrame) -> str:
              "nearest active (median Tanimoto) | KL | bar met |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in frame.iterrows():
-        name = row.objective.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO")
+        name = stage_label(row.objective)
         beta = "" if pd.isna(row.get("beta")) else f"{row.beta:g}"
         met = "" if row.objective in ("prior", "reference") else f"{int(row.bar_met_seeds)} of {int(row.seeds)}"
         lines.append(f"| {TARGET_NAMES.get(row.target, row.target)} | {name} | {beta} | {int(row.seeds)} | "
@@ -879,7 +885,7 @@ def plot_summary(frame: pd.DataFrame, path: Path) -> Path:
                     ax.annotate(f"{r.beta:g}", (r.kl_to_reference, r[key]), textcoords="offset points",
                                 xytext=(4, 3), fontsize=7, color=color)
                 ax.plot([], [], color=color, marker=marker, ls="-" if stage.endswith("online") else "--",
-                        label=stage.replace("_online", " online").replace("era", "ERA").replace("dpo", "DPO"))
+                        label=stage_label(stage))
             ax.scatter([0.0], [ref[key]], color="k", marker="*", s=80, zorder=3, label="reference")
             ax.axhline(line, color="0.5", ls=":", lw=1, label="bar")
             ax.set_xlabel("KL to the reference (nats; log π − log π_ref, top-k 5)")

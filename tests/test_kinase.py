@@ -467,7 +467,7 @@ def test_plan_passes_the_priors_record_transform_to_fine_tuning_only(tmp_path):
 def test_nearest_keeps_the_whole_similarity_distribution(tmp_path, monkeypatch):
     """``nearest`` histograms each run's distinct valid samples by similarity to the nearest known
     active (a copy lands in the last bin, which includes 1), refuses a model whose weights changed
-    since its eval.json, and replaces only its own target's rows in a shared CSV."""
+    since its eval.json, and in a shared CSV replaces only the rows of its own target and runs."""
     from types import SimpleNamespace
 
     from networks.files import weights_digest
@@ -489,7 +489,7 @@ def test_nearest_keeps_the_whole_similarity_distribution(tmp_path, monkeypatch):
     frame = pd.read_csv(csv)
     assert sorted(frame.target) == ["gsk3b", "jnk3"]  # the other target's row is kept
     row = frame[frame.target == "jnk3"].iloc[0]
-    assert row.n_valid_distinct == 2 and row["bin_0.95"] == 1 and row[[f"bin_{b:.2f}" for b in kinase_era.SIMILARITY_BINS[:-1]]].sum() == 2
+    assert row.n_valid_distinct == 2 and row["bin_0.95"] == 1 and row[kinase_era.BIN_COLUMNS].sum() == 2
     low = kinase_era.nearest_similarity(["CCCCCCCC"], ["CCOc1ccccc1", "c1ccncc1"])[0]
     assert row["median"] == pytest.approx((1.0 + low) / 2, abs=1e-4)
     assert (tmp_path / "near.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
