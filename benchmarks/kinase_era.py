@@ -9,7 +9,7 @@ ERA on U = −p(target) (JNK3, or GSK3β with ``--target gsk3b``), as one resuma
     python benchmarks/kinase_era.py run --target dual ...; table --target dual         # both (runs/kinase_dual)
     python benchmarks/kinase_era.py table [--csv docs/results/kinase_jnk3.csv] [--plot docs/img/kinase_jnk3_kl.png]
     python benchmarks/kinase_era.py summary --table jnk3=CSV gsk3b=CSV dual=CSV --csv OUT [--plot PNG]  # all targets
-    python benchmarks/kinase_era.py nearest --runs reference era_jnk3_b50_s0 --csv OUT [--plot PNG]  # whole nearest-active distribution
+    python benchmarks/kinase_era.py nearest --csv OUT [--runs reference era_jnk3_b50_s0] [--plot PNG]  # whole nearest-active distribution, every run by default
 
 ``sets`` scores the shipped ChEMBL v31 molecules (50k training + 100k validation SMILES) — and,
 with ``--excape``, the ExCAPE JNK3/GSK3β classifier sets (``jnk3/all.txt``, ``gsk3/all.txt`` of
@@ -264,16 +264,17 @@ def nearest_similarity(smiles: list[str], actives: list[str]) -> np.ndarray:
     return out
 
 
-def evaluation_draw(model_dir: Path, n: int, top_k: int | None, seed: int, max_new_tokens: int = 100):
+def evaluation_draw(model_dir: Path, n: int, top_k: int | None, seed: int, max_new_tokens: int = 100, tok=None):
     """The ``n`` samples a model's evaluation scores (T = 1, ``top_k``, generator seed ``seed``), with
-    their log-probabilities: the same draw every time on the same thread count."""
+    their log-probabilities: the same draw every time on the same thread count. ``tok``: the
+    model's tokenizer, when the caller has it loaded already."""
     import torch
 
     from networks.architectures import Pretrained
     from networks.sampling import sample
     from networks.tokenizers import load_tokenizer
 
-    tok = load_tokenizer(str(model_dir))
+    tok = tok or load_tokenizer(str(model_dir))
     model = Pretrained(str(model_dir)).build(tok).eval()
     return sample(model, tok, n, max_new_tokens, top_k=top_k, generator=torch.Generator().manual_seed(seed),
                   return_model_logprobs=True)
@@ -289,7 +290,7 @@ def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[s
     from oracles.canonical import canonical_smiles
 
     tok = load_tokenizer(str(model_dir))
-    batch = evaluation_draw(model_dir, n, top_k, seed, max_new_tokens)
+    batch = evaluation_draw(model_dir, n, top_k, seed, max_new_tokens, tok=tok)
     reference = Pretrained(str(reference_dir)).build(tok).eval()
     ref_lp = scoring_logprob(reference, batch.input_ids, batch.attention_mask)
     canon = [canonical_smiles(s) for s in batch.texts]
@@ -302,16 +303,16 @@ def evaluate(model_dir: Path, reference_dir: Path, target: str, finetune: list[s
         metric = Novelty(ref, canonicalize_reference=False)  # both sets are written canonical
         metric.update(valid)
         novelty[name] = float(metric.compute())
-    distinct = list(dict.fromkeys(valid))
-    sims = nearest_similarity(distinct, actives)
+    near = nearest_record(nearest_similarity(list(dict.fromkeys(valid)), actives))
     return {"n_samples": n, "top_k": top_k or 0, "mean_score": float(scores.mean()),
             "frac_above_0.5": float(above.mean()),
             **validity_and_uniqueness(batch.texts), "intdiv1": float(intdiv.compute()),
             "kl_to_reference": float((batch.model_logprobs - ref_lp).mean()),
             "novelty_vs_finetune": novelty["finetune"], "novelty_vs_known_actives": novelty["known_actives"],
-            "nearest_active_sim_median": float(np.median(sims)) if len(sims) else float("nan"),
-            "nearest_active_sim_q90": float(np.quantile(sims, 0.9)) if len(sims) else float("nan"),
-            **{f"mean_{t}": float(v.mean()) for t, v in per_kinase.items()}, "model": str(model_dir)}
+            "nearest_active_sim_median": near["median"], "nearest_active_sim_q90": near["q90"],
+            **{f"mean_{t}": float(v.mean()) for t, v in per_kinase.items()}, "model": str(model_dir),
+            # the whole distribution (``nearest`` reads it instead of drawing the samples again)
+            "nearest_active_hist": [near[c] for c in BIN_COLUMNS]}
 
 
 # ----------------------------------------------------------------------------------------- runs
@@ -538,10 +539,10 @@ def bar(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: Metrics summarised over seeds per β, and the direction a trend test asks about as β grows.
 TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls", "intdiv1": "falls",
-          "kl_to_reference": "rises"}
+          "kl_to_reference": "rises", "nearest_active_sim_median": "rises"}
 #: Every metric ``across_seeds`` summarises: the trend-tested ones, then uniqueness and how close
 #: the samples sit to the known actives (copying them, or new chemotypes).
-SUMMARISED = [*TRENDS, "uniqueness", "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median"]
+SUMMARISED = [*TRENDS, "uniqueness", "novelty_vs_finetune", "novelty_vs_known_actives"]
 
 
 def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
@@ -586,6 +587,8 @@ def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
     for stage in ("era", "era_online"):
         era = main_sweep(frame, stage).assign(beta_prime=lambda f: f.beta / (1 + f.gamma))
         for key, direction in TRENDS.items():
+            if key not in era:  # a table from before the metric existed
+                continue
             signed = era.assign(**{key: era[key] * (-1 if direction == "rises" else 1)})
             result = falls_with_beta(signed, key)
             if result is not None:
@@ -718,8 +721,28 @@ TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
 SIMILARITY_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
 #: One histogram column per bin, named by its lower edge.
 BIN_COLUMNS = [f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1]]
-NEAREST_COLUMNS = ["target", "run", "weights_sha256", "n_valid_distinct", "median", "q90", "eval_median",
-                   *BIN_COLUMNS]
+NEAREST_COLUMNS = ["target", "run", "stage", "beta", "kl_to_reference", "weights_sha256", "n_valid_distinct",
+                   "median", "q90", "eval_median", *BIN_COLUMNS]
+
+
+def nearest_record(sims: np.ndarray) -> dict:
+    """Distinct samples' nearest-active similarities (NaN: none) summarised: how many, median,
+    90th percentile, and the counts over ``SIMILARITY_BINS`` (``BIN_COLUMNS``; the last bin includes 1)."""
+    sims = np.asarray(sims, float)
+    sims = sims[np.isfinite(sims)]
+    counts, _ = np.histogram(sims, bins=SIMILARITY_BINS)
+    return {"n_valid_distinct": len(sims), "median": float(np.median(sims)) if len(sims) else float("nan"),
+            "q90": float(np.quantile(sims, 0.9)) if len(sims) else float("nan"),
+            **dict(zip(BIN_COLUMNS, counts.astype(int).tolist()))}
+
+
+def nearest_runs(root: Path) -> list[str]:
+    """``nearest``'s default: every run under ``root`` with an ``eval.json``, the prior and the
+    reference first, without the fine-tuning stage's row (the reference's own model, measured
+    against the prior: the reference's distribution a second time)."""
+    names = sorted(p.parent.name for p in root.glob("*/eval.json")
+                   if json.loads(p.read_text()).get("stage") != "finetune")
+    return sorted(names, key=lambda name: {"prior": 0, "reference": 1}.get(name, 2))
 
 
 def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n: int, top_k: int | None,
@@ -727,9 +750,11 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
     """For each run under ``root`` (its ``eval.json`` names the model it measured): the whole
     distribution, not just the median, of its distinct valid evaluation samples' Tanimoto
     similarity to the nearest known active — is alignment finding new chemotypes or copying
-    actives? The samples are the evaluation's own draw (``evaluation_draw``, the same ``n``,
-    top-k and seed), so ``median`` must equal ``eval.json``'s ``eval_median`` on the same thread
-    count. One row per run: histogram counts over ``SIMILARITY_BINS`` (the last bin includes 1)."""
+    actives? An ``eval.json`` written since the evaluation keeps the histogram
+    (``nearest_active_hist``) is read; an older one's samples are drawn again
+    (``evaluation_draw``, the same ``n``, top-k and seed), so ``median`` must equal its
+    ``eval_median`` on the same thread count. One row per run, with its stage, β and KL to the
+    reference from the ``eval.json``: histogram counts over ``SIMILARITY_BINS``."""
     from oracles.canonical import canonical_smiles
 
     actives = read_lines(sets / f"{target}_known_actives.txt")
@@ -739,29 +764,33 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
         if not record.is_file():
             raise SystemExit(f"nearest: {record} does not exist (run it first: kinase_era.py run)")
         info = json.loads(record.read_text())
-        model_dir = Path(info["model"])
-        if not model_dir.is_absolute():
-            model_dir = ROOT / model_dir
-        if info.get("weights_sha256") and weights_digest(model_dir) != info["weights_sha256"]:
-            raise SystemExit(f"nearest: {model_dir} is not the model {record} measured (weights changed since)")
-        batch = evaluation_draw(model_dir, n, top_k, seed)
-        valid = [c for c in (canonical_smiles(t) for t in batch.texts) if c is not None]
-        sims = nearest_similarity(list(dict.fromkeys(valid)), actives)
-        sims = sims[np.isfinite(sims)]
-        counts, _ = np.histogram(sims, bins=SIMILARITY_BINS)
-        rows.append({"target": target, "run": name, "weights_sha256": info.get("weights_sha256"),
-                     "n_valid_distinct": len(sims), "median": float(np.median(sims)) if len(sims) else np.nan,
-                     "q90": float(np.quantile(sims, 0.9)) if len(sims) else np.nan,
-                     "eval_median": info.get("nearest_active_sim_median"),
-                     **dict(zip(BIN_COLUMNS, counts.astype(int).tolist()))})
+        if info.get("nearest_active_hist") is not None:
+            counts = [int(c) for c in info["nearest_active_hist"]]
+            if len(counts) != len(BIN_COLUMNS):
+                raise SystemExit(f"nearest: {record}'s nearest_active_hist has {len(counts)} bins, not {len(BIN_COLUMNS)}")
+            near = {"n_valid_distinct": sum(counts), "median": info.get("nearest_active_sim_median"),
+                    "q90": info.get("nearest_active_sim_q90"), **dict(zip(BIN_COLUMNS, counts))}
+        else:
+            model_dir = Path(info["model"])
+            if not model_dir.is_absolute():
+                model_dir = ROOT / model_dir
+            if info.get("weights_sha256") and weights_digest(model_dir) != info["weights_sha256"]:
+                raise SystemExit(f"nearest: {model_dir} is not the model {record} measured (weights changed since)")
+            batch = evaluation_draw(model_dir, n, top_k, seed)
+            valid = [c for c in (canonical_smiles(t) for t in batch.texts) if c is not None]
+            near = nearest_record(nearest_similarity(list(dict.fromkeys(valid)), actives))
+        rows.append({"target": target, "run": name, "stage": info.get("stage", name), "beta": info.get("beta"),
+                     "kl_to_reference": info.get("kl_to_reference"), "weights_sha256": info.get("weights_sha256"),
+                     "eval_median": info.get("nearest_active_sim_median"), **near})
         print(f"{target} {name}: median {rows[-1]['median']:.4f} (eval.json {rows[-1]['eval_median']})", flush=True)
     return pd.DataFrame(rows, columns=NEAREST_COLUMNS)
 
 
 def pool_nearest(frame: pd.DataFrame) -> pd.DataFrame:
     """``nearest``'s rows pooled over seeds: per target and run name without its ``_s<seed>``
-    (the reference stays itself), the seeds, the summed histogram, and mean ± s.e. over seeds of
-    the median and of the shares of samples at similarity ≥ 0.7 and ≥ 0.95 (the last bin)."""
+    (the reference stays itself), its stage and β, the seeds, the summed histogram, and mean ± s.e.
+    over seeds of the KL to the reference, the median and the shares of samples at similarity
+    ≥ 0.7 and ≥ 0.95 (the last bin)."""
     from seed_stats import mean_se
 
     at_least = {0.7: BIN_COLUMNS[BIN_COLUMNS.index("bin_0.70"):], 0.95: BIN_COLUMNS[-1:]}
@@ -770,7 +799,9 @@ def pool_nearest(frame: pd.DataFrame) -> pd.DataFrame:
     for (target, objective), group in frame.groupby(["target", "objective"], sort=False):
         counts = group[BIN_COLUMNS].to_numpy(float)
         totals = counts.sum(axis=1)
-        row = {"target": target, "objective": objective, "seeds": len(group)}
+        row = {"target": target, "objective": objective, "stage": group["stage"].iloc[0],
+               "beta": group["beta"].iloc[0], "seeds": len(group)}
+        row["kl_to_reference"], row["kl_to_reference se"] = mean_se(pd.to_numeric(group["kl_to_reference"]))
         row["median"], row["median se"] = mean_se(group["median"])
         for level, columns in at_least.items():
             share = group[columns].to_numpy(float).sum(axis=1) / np.where(totals > 0, totals, np.nan)
@@ -780,27 +811,50 @@ def pool_nearest(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_nearest(frame: pd.DataFrame, path: Path) -> Path:
-    """One panel per target: each objective's distribution of nearest-active similarity (its
-    seeds pooled: fraction of their distinct valid samples per bin), the reference's in black."""
+    """One column per target. Top: the reference's distribution of nearest-active similarity (black)
+    and, per stage, that of its β furthest from the reference (largest KL; seeds pooled: fraction
+    of their distinct valid samples per bin). Bottom: per stage, the share of samples at
+    similarity ≥ 0.7 against the KL to the reference, a point per β (mean ± s.e. over seeds):
+    does pushing further from the reference bring the samples closer to known actives?"""
     from lightning_modules.plotting import pyplot, save_figure
 
     plt = pyplot()
     pooled = pool_nearest(frame)
     targets = list(dict.fromkeys(pooled.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(2, len(targets), figsize=(4.8 * len(targets), 7.6), squeeze=False)
     centres = SIMILARITY_BINS[:-1] + 0.025
-    for ax, target in zip(axes[0], targets):
-        for k, (_, row) in enumerate(pooled[pooled.target == target].iterrows()):
+    stages = [stage for stage in STAGES if stage in set(pooled.stage)]
+    colors = {stage: f"C{k}" for k, stage in enumerate(STAGES)}
+    for column, target in enumerate(targets):
+        mine = pooled[pooled.target == target]
+        top, bottom = axes[0, column], axes[1, column]
+        reference = mine[mine.objective == "reference"]
+        furthest = [group.loc[group.kl_to_reference.idxmax()] for stage in stages
+                    if len(group := mine[(mine.stage == stage) & mine.kl_to_reference.notna()])]
+        for row in [*(r for _, r in reference.iterrows()), *furthest]:
             counts = row[BIN_COLUMNS].to_numpy(float)
             share = counts / counts.sum() if counts.sum() else counts
-            seeds = f"{row.seeds} seed{'s' if row.seeds > 1 else ''}, " if row.objective != "reference" else ""
-            ax.step(centres, share, where="mid", color="k" if row.objective == "reference" else f"C{k}",
-                    lw=2 if row.objective == "reference" else 1.2,
-                    label=f"{row.objective} ({seeds}median {row['median']:.2f})")
-        ax.set_xlabel("Tanimoto similarity to the nearest known active")
-        ax.set_ylabel("fraction of distinct valid samples")
-        ax.set_title(TARGET_NAMES.get(target, target))
-        ax.legend(fontsize=6, loc="upper right")
+            is_reference = row.objective == "reference"
+            label = ("reference" if is_reference else f"{stage_label(row.stage)} β {row.beta:g} "
+                     f"(KL {row.kl_to_reference:.1f})") + f", median {row['median']:.2f}"
+            top.step(centres, share, where="mid", color="k" if is_reference else colors[row.stage],
+                     lw=2 if is_reference else 1.2, label=label)
+        top.set_xlabel("Tanimoto similarity to the nearest known active")
+        top.set_ylabel("fraction of distinct valid samples")
+        top.set_title(TARGET_NAMES.get(target, target))
+        if top.get_legend_handles_labels()[0]:
+            top.legend(fontsize=6, loc="upper right")
+        for stage in stages:
+            path_rows = mine[mine.stage == stage].sort_values("kl_to_reference")
+            bottom.errorbar(path_rows.kl_to_reference, path_rows["share >= 0.7"], xerr=path_rows["kl_to_reference se"],
+                            yerr=path_rows["share >= 0.7 se"], marker="o", ms=3, lw=1, capsize=2,
+                            color=colors[stage], label=stage_label(stage))
+        for _, row in reference.iterrows():
+            bottom.scatter([0.0], [row["share >= 0.7"]], color="k", zorder=3, label="reference")
+        bottom.set_xlabel("KL to the reference (nats)")
+        bottom.set_ylabel("share of samples at similarity ≥ 0.7")
+        if bottom.get_legend_handles_labels()[0]:
+            bottom.legend(fontsize=6)
     fig.suptitle("Nearest known active: copies would sit near 1")
     return save_figure(fig, path)
 
@@ -947,7 +1001,8 @@ def main(argv: list[str] | None = None) -> None:
     p_near.add_argument("--target", choices=list(STAGE_CONFIGS), default="jnk3")
     p_near.add_argument("--root", type=Path, default=None, help="default: as for run")
     p_near.add_argument("--sets", type=Path, default=ROOT / "runs" / "kinase")
-    p_near.add_argument("--runs", nargs="+", required=True, help="run names under --root, e.g. reference era_online_jnk3_b50_s0")
+    p_near.add_argument("--runs", nargs="+", default=None,
+                        help="run names under --root, e.g. reference era_online_jnk3_b50_s0 (default: every run with an eval.json)")
     p_near.add_argument("--csv", type=Path, required=True,
                         help="rows of the same target and run are replaced, all others kept (one file for every target and seed)")
     p_near.add_argument("--plot", type=Path, default=None)
@@ -957,7 +1012,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "nearest":
         root = args.root or default_root(args.target)
-        frame = nearest_distribution(root, args.runs, args.target, args.sets, args.eval_samples,
+        frame = nearest_distribution(root, args.runs or nearest_runs(root), args.target, args.sets, args.eval_samples,
                                      args.top_k or None, args.eval_seed)
         if args.csv.is_file():
             kept = pd.read_csv(args.csv)

@@ -501,3 +501,45 @@ def test_nearest_keeps_the_whole_similarity_distribution(tmp_path, monkeypatch):
     (model / "model.safetensors").write_bytes(b"retrained")  # not the model eval.json measured
     with pytest.raises(SystemExit, match="not the model"):
         kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--runs", "run_a", "--csv", str(csv)])
+
+
+def test_nearest_reads_the_histogram_an_eval_json_keeps(tmp_path, monkeypatch):
+    """An evaluation since the histogram is kept in eval.json (``nearest_active_hist``): ``nearest``
+    reads it rather than drawing the samples again, takes every evaluated run when ``--runs`` is
+    left out (prior and reference first; not the fine-tuning row, the reference's model again), carries each run's stage, β and KL, and pools seeds
+    with mean ± s.e. of the KL."""
+    sets, root = tmp_path / "sets", tmp_path / "root"
+    sets.mkdir()
+    (sets / "jnk3_known_actives.txt").write_text("CCOc1ccccc1\n")
+    near = kinase_era.nearest_record(np.array([0.12, 0.33, 0.97, np.nan, 1.0]))
+    assert near["n_valid_distinct"] == 4 and near["bin_0.95"] == 2 and near["bin_0.10"] == 1
+    assert near["median"] == pytest.approx((0.33 + 0.97) / 2)
+    runs = {"reference": ("reference", None, 0.0), "era_jnk3_b50_s0": ("era", 50.0, 1.0),
+            "era_jnk3_b50_s1": ("era", 50.0, 3.0), "finetune_jnk3": ("finetune", None, 9.0)}
+    for name, (stage, beta, kl) in runs.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "eval.json").write_text(json.dumps({
+            "stage": stage, "beta": beta, "kl_to_reference": kl, "model": "nowhere",
+            "nearest_active_sim_median": near["median"], "nearest_active_sim_q90": near["q90"],
+            "nearest_active_hist": [near[c] for c in kinase_era.BIN_COLUMNS]}))
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("drew samples although eval.json keeps the histogram")
+
+    monkeypatch.setattr(kinase_era, "evaluation_draw", no_draw)
+    csv = tmp_path / "near.csv"
+    kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv),
+                     "--plot", str(tmp_path / "near.png")])
+    frame = pd.read_csv(csv)
+    assert list(frame.run) == ["reference", "era_jnk3_b50_s0", "era_jnk3_b50_s1"]
+    assert (frame.n_valid_distinct == 4).all() and (frame["bin_0.95"] == 2).all()
+    assert frame.set_index("run").loc["era_jnk3_b50_s1", "kl_to_reference"] == 3.0
+    pooled = pd.read_csv(tmp_path / "near_pooled.csv").set_index("objective")
+    assert pooled.loc["era_jnk3_b50", "stage"] == "era" and pooled.loc["era_jnk3_b50", "beta"] == 50.0
+    assert pooled.loc["era_jnk3_b50", "kl_to_reference"] == pytest.approx(2.0)
+    assert pooled.loc["era_jnk3_b50", "kl_to_reference se"] == pytest.approx(1.0)
+    assert (tmp_path / "near.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = json.loads((root / "reference" / "eval.json").read_text())
+    (root / "reference" / "eval.json").write_text(json.dumps({**bad, "nearest_active_hist": [1, 2]}))
+    with pytest.raises(SystemExit, match="bins"):
+        kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv)])
