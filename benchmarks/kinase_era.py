@@ -97,10 +97,14 @@ DUAL = "dual"
 THRESHOLD = 0.5
 PAPER_COUNTS = {"jnk3": 7386, "gsk3b": 43381}
 EXCAPE_FILES = {"jnk3": ("jnk3/all.txt", "jnk3"), "gsk3b": ("gsk3/all.txt", "gsk3")}
+#: The share of distinct valid samples at Tanimoto ≥ 0.7 to their nearest known active (close
+#: analogues), from the histogram each ``eval.json`` keeps (``nearest_active_hist``).
+CLOSE_ANALOGUES = "nearest_active_share_0.7"
 CSV_COLUMNS = ["run", "stage", "beta", "gamma", "variant", "seed", "step", "n_samples", "top_k", "mean_score",
                "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
                "novelty_vs_finetune", "novelty_vs_known_actives", "nearest_active_sim_median",
-               "nearest_active_sim_q90", "mean_jnk3", "mean_gsk3b", "threads", "weights_sha256", "model"]
+               "nearest_active_sim_q90", CLOSE_ANALOGUES, "mean_jnk3", "mean_gsk3b", "threads", "weights_sha256",
+               "model"]
 #: Issue 28's bar for an aligned model, against the fine-tuned reference it started from: at
 #: least ``fold`` times the reference's fraction of samples above 0.5 (on both kinases for the dual
 #: target), validity and uniqueness at least these, IntDiv1 within ``intdiv1_within`` of the reference's.
@@ -499,8 +503,13 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/eval.json"))]
     if not rows:
         raise SystemExit(f"no */eval.json under {root}")
-    frame = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-    frame = with_variant(frame)
+    frame = pd.DataFrame(rows)
+    if "nearest_active_hist" in frame:
+        kept = frame["nearest_active_hist"].map(lambda h: isinstance(h, list) and len(h) == len(BIN_COLUMNS))
+        counts = np.array([h if ok else [np.nan] * len(BIN_COLUMNS) for h, ok in zip(frame["nearest_active_hist"], kept)],
+                          dtype=float).reshape(len(frame), len(BIN_COLUMNS))
+        frame[CLOSE_ANALOGUES] = share_at_least(counts, 0.7)
+    frame = with_variant(frame.reindex(columns=CSV_COLUMNS))
     # validity is a count over n_samples: rows written in float32 (1,800/2,000 as 0.89999998) exact again
     counted = frame["n_samples"].notna() & frame["validity"].notna()
     n = frame.loc[counted, "n_samples"].astype(float)
@@ -542,7 +551,7 @@ TRENDS = {"frac_above_0.5": "rises", "mean_score": "rises", "validity": "falls",
           "kl_to_reference": "rises", "nearest_active_sim_median": "rises"}
 #: Every metric ``across_seeds`` summarises: the trend-tested ones, then uniqueness and how close
 #: the samples sit to the known actives (copying them, or new chemotypes).
-SUMMARISED = [*TRENDS, "uniqueness", "novelty_vs_finetune", "novelty_vs_known_actives"]
+SUMMARISED = [*TRENDS, CLOSE_ANALOGUES, "uniqueness", "novelty_vs_finetune", "novelty_vs_known_actives"]
 
 
 def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
@@ -599,7 +608,7 @@ def trend_tests(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: Metrics the DPO baseline is compared on against ERA, at the same mean score or the same KL.
 MATCHED = ["mean_score", "frac_above_0.5", "validity", "uniqueness", "intdiv1", "kl_to_reference",
-           "nearest_active_sim_median"]
+           "nearest_active_sim_median", CLOSE_ANALOGUES]
 #: What ``at_matched`` may hold equal: the mean score (= the mean energy, U = −p with invalid
 #: samples at 0) or the distance from the reference.
 MATCH_ON = ("mean_score", "kl_to_reference")
@@ -637,6 +646,7 @@ def at_matched(frame: pd.DataFrame, on: str = "mean_score", baseline: str = "dpo
     ``path_points`` (the reference and ERA's βs found for the seed)."""
     if on not in MATCH_ON:
         raise ValueError(f"on must be one of {MATCH_ON}, got {on!r}")
+    frame = frame.assign(**{key: np.nan for key in MATCHED if key not in frame})  # a table from before the metric
     era = main_sweep(frame, against)
     rows = []
     for _, run in frame[frame.stage == baseline].sort_values(["beta", "seed"]).iterrows():
@@ -725,6 +735,15 @@ NEAREST_COLUMNS = ["target", "run", "stage", "beta", "kl_to_reference", "weights
                    "median", "q90", "eval_median", *BIN_COLUMNS]
 
 
+def share_at_least(counts: np.ndarray, level: float) -> np.ndarray:
+    """Per row of histogram ``counts`` (rows × ``BIN_COLUMNS``): the share of samples in the bins
+    from ``level`` up (``level`` must be a bin edge); NaN for an empty or unknown row."""
+    counts = np.asarray(counts, float)
+    first = int(np.flatnonzero(np.isclose(SIMILARITY_BINS[:-1], level))[0])
+    totals = counts.sum(axis=1)
+    return counts[:, first:].sum(axis=1) / np.where(totals > 0, totals, np.nan)
+
+
 def nearest_record(sims: np.ndarray) -> dict:
     """Distinct samples' nearest-active similarities (NaN: none) summarised: how many, median,
     90th percentile, and the counts over ``SIMILARITY_BINS`` (``BIN_COLUMNS``; the last bin includes 1)."""
@@ -793,18 +812,16 @@ def pool_nearest(frame: pd.DataFrame) -> pd.DataFrame:
     ≥ 0.7 and ≥ 0.95 (the last bin)."""
     from seed_stats import mean_se
 
-    at_least = {0.7: BIN_COLUMNS[BIN_COLUMNS.index("bin_0.70"):], 0.95: BIN_COLUMNS[-1:]}
     frame = frame.assign(objective=frame.run.str.replace(r"_s\d+$", "", regex=True))
     rows = []
     for (target, objective), group in frame.groupby(["target", "objective"], sort=False):
         counts = group[BIN_COLUMNS].to_numpy(float)
-        totals = counts.sum(axis=1)
         row = {"target": target, "objective": objective, "stage": group["stage"].iloc[0],
                "beta": group["beta"].iloc[0], "seeds": len(group)}
         row["kl_to_reference"], row["kl_to_reference se"] = mean_se(pd.to_numeric(group["kl_to_reference"]))
         row["median"], row["median se"] = mean_se(group["median"])
-        for level, columns in at_least.items():
-            share = group[columns].to_numpy(float).sum(axis=1) / np.where(totals > 0, totals, np.nan)
+        for level in (0.7, 0.95):
+            share = share_at_least(counts, level)
             row[f"share >= {level:g}"], row[f"share >= {level:g} se"] = mean_se(pd.Series(share))
         rows.append({**row, **dict(zip(BIN_COLUMNS, counts.sum(axis=0).astype(int)))})
     return pd.DataFrame(rows)

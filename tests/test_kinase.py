@@ -543,3 +543,24 @@ def test_nearest_reads_the_histogram_an_eval_json_keeps(tmp_path, monkeypatch):
     (root / "reference" / "eval.json").write_text(json.dumps({**bad, "nearest_active_hist": [1, 2]}))
     with pytest.raises(SystemExit, match="bins"):
         kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv)])
+
+
+def test_table_takes_the_share_of_close_analogues_from_the_histogram(tmp_path):
+    """``table`` turns each eval.json's nearest-active histogram into the share of samples at
+    similarity ≥ 0.7 (a column the matched comparisons and the per-β summary carry); a run
+    evaluated before the histogram was kept gets NaN, not 0."""
+    hist = [0] * len(kinase_era.BIN_COLUMNS)
+    hist[kinase_era.BIN_COLUMNS.index("bin_0.30")] = 6
+    hist[kinase_era.BIN_COLUMNS.index("bin_0.70")] = 3
+    hist[-1] = 1
+    rows = {"reference": {"stage": "reference", "nearest_active_hist": hist},
+            "era_jnk3_b50_s0": {"stage": "era", "beta": 50.0, "gamma": 9.0, "seed": 0}}
+    for name, row in rows.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps({"run": name, "frac_above_0.5": 0.1, **row}))
+    frame = kinase_era.table(tmp_path, tmp_path / "t.csv").set_index("run")
+    assert frame.loc["reference", kinase_era.CLOSE_ANALOGUES] == pytest.approx(0.4)
+    assert np.isnan(frame.loc["era_jnk3_b50_s0", kinase_era.CLOSE_ANALOGUES])
+    assert kinase_era.CLOSE_ANALOGUES in kinase_era.MATCHED and kinase_era.CLOSE_ANALOGUES in kinase_era.SUMMARISED
+    assert kinase_era.share_at_least(np.array([hist, [0] * len(hist)]), 0.95)[0] == pytest.approx(0.1)
+    assert np.isnan(kinase_era.share_at_least(np.array([[0] * len(hist)]), 0.7)[0])
