@@ -769,11 +769,12 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
     """For each run under ``root`` (its ``eval.json`` names the model it measured): the whole
     distribution, not just the median, of its distinct valid evaluation samples' Tanimoto
     similarity to the nearest known active — is alignment finding new chemotypes or copying
-    actives? An ``eval.json`` written since the evaluation keeps the histogram
-    (``nearest_active_hist``) is read; an older one's samples are drawn again
-    (``evaluation_draw``, the same ``n``, top-k and seed), so ``median`` must equal its
-    ``eval_median`` on the same thread count. One row per run, with its stage, β and KL to the
-    reference from the ``eval.json``: histogram counts over ``SIMILARITY_BINS``."""
+    actives? An ``eval.json`` that keeps the histogram (``nearest_active_hist``, written by
+    ``evaluate`` since it does) of the same ``n`` and top-k is read; otherwise the samples are drawn
+    (``evaluation_draw``: ``n``, top-k, ``seed``), and a median other than the ``eval.json``'s
+    (``eval_median``) is warned about: on the thread count and settings of the evaluation the
+    draw is the same. One row per run, with its stage, β and KL to the reference from the
+    ``eval.json``: histogram counts over ``SIMILARITY_BINS``."""
     from oracles.canonical import canonical_smiles
 
     actives = read_lines(sets / f"{target}_known_actives.txt")
@@ -783,7 +784,8 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
         if not record.is_file():
             raise SystemExit(f"nearest: {record} does not exist (run it first: kinase_era.py run)")
         info = json.loads(record.read_text())
-        if info.get("nearest_active_hist") is not None:
+        same_draw = info.get("n_samples", n) == n and (info.get("top_k", top_k) or 0) == (top_k or 0)
+        if info.get("nearest_active_hist") is not None and same_draw:
             counts = [int(c) for c in info["nearest_active_hist"]]
             if len(counts) != len(BIN_COLUMNS):
                 raise SystemExit(f"nearest: {record}'s nearest_active_hist has {len(counts)} bins, not {len(BIN_COLUMNS)}")
@@ -798,10 +800,14 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
             batch = evaluation_draw(model_dir, n, top_k, seed)
             valid = [c for c in (canonical_smiles(t) for t in batch.texts) if c is not None]
             near = nearest_record(nearest_similarity(list(dict.fromkeys(valid)), actives))
+            measured = info.get("nearest_active_sim_median")
+            if same_draw and measured is not None and not np.isclose(near["median"], measured, rtol=0, atol=1e-9):
+                print(f"nearest: warning: {name}'s median {near['median']:.4f} is not its eval.json's {measured:.4f} "
+                      "(another thread count draws other samples)", file=sys.stderr, flush=True)
         rows.append({"target": target, "run": name, "stage": info.get("stage", name), "beta": info.get("beta"),
                      "kl_to_reference": info.get("kl_to_reference"), "weights_sha256": info.get("weights_sha256"),
                      "eval_median": info.get("nearest_active_sim_median"), **near})
-        print(f"{target} {name}: median {rows[-1]['median']:.4f} (eval.json {rows[-1]['eval_median']})", flush=True)
+        print(f"{target} {name}: median {rows[-1]['median']} (eval.json {rows[-1]['eval_median']})", flush=True)
     return pd.DataFrame(rows, columns=NEAREST_COLUMNS)
 
 
@@ -837,6 +843,9 @@ def plot_nearest(frame: pd.DataFrame, path: Path) -> Path:
 
     plt = pyplot()
     pooled = pool_nearest(frame)
+    # each stage's main sweep: objectives named <stage>_<target>_b<β>, no _g<γ> or _iw<w> variant
+    variant = pooled.stage.isin(STAGES) & ~pooled.objective.str.fullmatch(r".+_b[0-9.e+-]+")
+    pooled = pooled[~variant]
     targets = list(dict.fromkeys(pooled.target))
     fig, axes = plt.subplots(2, len(targets), figsize=(4.8 * len(targets), 7.6), squeeze=False)
     centres = SIMILARITY_BINS[:-1] + 0.025

@@ -539,10 +539,19 @@ def test_nearest_reads_the_histogram_an_eval_json_keeps(tmp_path, monkeypatch):
     assert pooled.loc["era_jnk3_b50", "kl_to_reference"] == pytest.approx(2.0)
     assert pooled.loc["era_jnk3_b50", "kl_to_reference se"] == pytest.approx(1.0)
     assert (tmp_path / "near.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = json.loads((root / "reference" / "eval.json").read_text())
-    (root / "reference" / "eval.json").write_text(json.dumps({**bad, "nearest_active_hist": [1, 2]}))
+    kept = json.loads((root / "reference" / "eval.json").read_text())
+    # a histogram of another draw (other n or top-k than asked for) is not taken for this one
+    (root / "reference" / "eval.json").write_text(json.dumps({**kept, "n_samples": 2000, "top_k": 0}))
+    with pytest.raises(AssertionError, match="drew samples"):
+        kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv), "--top-k", "5"])
+    kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv), "--top-k", "0"])
+    (root / "reference" / "eval.json").write_text(json.dumps({**kept, "nearest_active_hist": [1, 2]}))
     with pytest.raises(SystemExit, match="bins"):
         kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv)])
+    (root / "reference" / "eval.json").write_text(json.dumps({**kept, "nearest_active_sim_median": None,
+                                                               "nearest_active_hist": [0] * len(kinase_era.BIN_COLUMNS)}))
+    kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv)])  # no valid sample: no crash
+    assert pd.read_csv(csv).set_index("run").loc["reference", "n_valid_distinct"] == 0
 
 
 def test_table_takes_the_share_of_close_analogues_from_the_histogram(tmp_path):
