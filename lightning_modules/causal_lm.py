@@ -12,18 +12,29 @@ from torchmetrics.text import Perplexity
 
 from lightning_modules.rng import restore_rng, rng_state
 from networks.architectures import Architecture, MolGPT, check_vocab
+from networks.ring_labels import open_ring_contexts, ring_label_ids
 from networks.sampling import sample, sequence_logprob
 from networks.tokenizers import load_tokenizer
 
 IGNORE = -100
 
 
-def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-    """Mean next-token cross-entropy over real (unpadded) target tokens, and the token count."""
+def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    context_weights: torch.Tensor | None = None):
+    """Mean next-token cross-entropy over real (unpadded) target tokens, and the token count.
+
+    ``context_weights`` ([B, L], one per position of ``input_ids``): the weight of predicting the
+    token after each position; the mean is then weighted. A weight that depends only on the prefix
+    read so far leaves the minimising distribution as it is and only moves the model's capacity."""
     targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, IGNORE)
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=IGNORE)
-    return loss, (targets != IGNORE).sum()
+    if context_weights is None:
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                               ignore_index=IGNORE)
+        return loss, (targets != IGNORE).sum()
+    per_token = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                ignore_index=IGNORE, reduction="none")
+    weights = context_weights[:, :-1].reshape(-1).float() * (targets.reshape(-1) != IGNORE)
+    return (per_token * weights).sum() / weights.sum().clamp_min(1e-12), (targets != IGNORE).sum()
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -46,18 +57,27 @@ class CausalLMPretraining(L.LightningModule):
         betas: AdamW betas.
         warmup_steps: linear warm-up steps.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
+        open_ring_weight: SMILES only: the training loss's weight on predicting the next token
+            where a ring label is open (``networks.ring_labels.open_ring_contexts``; 1: plain
+            maximum likelihood). It depends on the prefix alone, so it moves capacity towards
+            closing rings without changing the distribution fitted. Validation stays unweighted.
     """
 
     def __init__(self, architecture: Architecture | dict | None = None, tokenizer: str = "smiles",
                  lr: float = 5e-4, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
-                 warmup_steps: int = 200, min_lr_ratio: float = 0.1):
+                 warmup_steps: int = 200, min_lr_ratio: float = 0.1, open_ring_weight: float = 1.0):
         super().__init__()
+        if not (math.isfinite(open_ring_weight) and open_ring_weight > 0):
+            raise ValueError(f"open_ring_weight must be a positive number, got {open_ring_weight}")
         architecture = Architecture.from_config(architecture or MolGPT())
         self.save_hyperparameters(ignore=["architecture"])
         self.hparams["architecture"] = architecture.to_config()  # plain data: weights_only-loadable
         self.tokenizer = load_tokenizer(tokenizer)
         self.model = architecture.build(self.tokenizer)
         check_vocab(self.model, self.tokenizer)
+        self.ring_label_ids = ring_label_ids(self.tokenizer.get_vocab()) if open_ring_weight != 1.0 else []
+        if open_ring_weight != 1.0 and not self.ring_label_ids:
+            raise ValueError("open_ring_weight needs a SMILES tokenizer with ring-label tokens (1-9, %10, …)")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_ppl = Perplexity(ignore_index=IGNORE)
@@ -65,13 +85,17 @@ class CausalLMPretraining(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    def _loss(self, batch):
+    def _loss(self, batch, weighted: bool = False):
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss, n_tokens = next_token_loss(logits, batch["input_ids"], batch["attention_mask"])
+        weights = None
+        if weighted and self.ring_label_ids:
+            open_ring = open_ring_contexts(batch["input_ids"], self.ring_label_ids)
+            weights = 1.0 + (self.hparams.open_ring_weight - 1.0) * open_ring.float()
+        loss, n_tokens = next_token_loss(logits, batch["input_ids"], batch["attention_mask"], weights)
         return logits, loss, n_tokens
 
     def training_step(self, batch, batch_idx):
-        _, loss, n_tokens = self._loss(batch)
+        _, loss, n_tokens = self._loss(batch, weighted=True)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         self.train_loss(loss.detach(), n_tokens)

@@ -93,3 +93,20 @@ def has_fresh_ring_labels(smiles: str) -> bool:
         return fresh_ring_labels(smiles) == smiles
     except RingLabelError:
         return False
+
+
+def ring_label_ids(vocab: dict[str, int]) -> list[int]:
+    """The ids of a tokenizer's ring-label tokens (``1`` … ``9``, ``%10`` …)."""
+    return sorted(i for token, i in vocab.items() if _is_label(token))
+
+
+def open_ring_contexts(input_ids: "torch.Tensor", label_ids: list[int]) -> "torch.Tensor":
+    """For each position of each row of token ids: is some ring label open once that token has
+    been read (it has occurred an odd number of times so far)? A property of the prefix alone, so
+    weighting the next-token loss by it reallocates what a model learns without changing the
+    distribution that minimises the loss. Bool, the shape of ``input_ids``."""
+    import torch
+
+    labels = torch.as_tensor(label_ids, device=input_ids.device)
+    hits = input_ids.unsqueeze(-1) == labels  # [B, L, labels]
+    return (hits.long().cumsum(dim=1) % 2).bool().any(dim=-1)

@@ -15,7 +15,7 @@ from networks.ring_labels import RingLabelError, fresh_ring_labels
 from networks.tokenizers import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts under test, as tests/test_kinase.py imports them
+sys.path.append(str(ROOT / "benchmarks"))  # the scripts under test; appended, so that benchmarks/oracles.py never shadows the oracles package
 
 RDLogger.DisableLog("rdApp.*")
 _RING = re.compile(r"\[[^\]]*\]|%\d\d|\d")  # bracket atoms first, so their digits are skipped
@@ -130,3 +130,56 @@ def test_fresh_rings_results_csv_is_complete_and_plots(tmp_path):
     assert frame["start"].isna().sum() == 2 and frame["step"].max() == 4000
     out = plot_prior_phase.main(["--out", str(tmp_path / "p.png")])
     assert out.stat().st_size > 10_000
+
+
+def test_open_ring_contexts_follow_each_label_s_parity():
+    """After each token: is some ring label open? Reused labels (``c1…c1…c1…c1``) open and close
+    again; two labels open at once stay open until both close; padding changes nothing."""
+    import torch
+
+    from networks.ring_labels import open_ring_contexts, ring_label_ids
+
+    tok = load_tokenizer("smiles")
+    labels = ring_label_ids(tok.get_vocab())
+    assert sorted(tok.convert_ids_to_tokens(labels)) == sorted([*"123456789", *(f"%{k}" for k in range(10, 20))])
+    smiles = ["C1CC1C1CC1", "C1CC2CC1C2", "C%10CC%10"]
+    rows = [tok.convert_tokens_to_ids(tok.tokenize(s)) for s in smiles]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+    got = open_ring_contexts(ids, labels)
+    assert got[0, :7].tolist() == [False, True, True, True, False, False, True]  # C 1 C C 1 C 1
+    assert got[1].tolist() == [False, True, True, True, True, True, True, True, True, False]  # C1CC2CC1C2: 2 open to the end
+    assert got[2, :5].tolist() == [False, True, True, True, False] and not got[2, 5:].any()
+
+
+def test_open_ring_weight_weights_only_the_training_loss_where_a_ring_is_open():
+    """The weighted mean equals the plain one when every weight is 1, and leans towards the
+    open-ring positions' loss as their weight grows; validation stays the plain mean; a weight that
+    is not positive, or one for a tokenizer without ring labels, is refused."""
+    import torch
+
+    from lightning_modules.causal_lm import CausalLMPretraining, next_token_loss
+    from networks.architectures import GPT
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    ids = torch.randint(3, 11, (2, 6))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    plain, n = next_token_loss(logits, ids, mask)
+    same, n_same = next_token_loss(logits, ids, mask, torch.ones(2, 6))
+    assert torch.allclose(plain, same) and n == n_same == 8
+    only = torch.zeros(2, 6)
+    only[0, 2] = 1.0  # predicting ids[0, 3] from the prefix up to position 2
+    one, _ = next_token_loss(logits, ids, mask, only)
+    assert torch.allclose(one, torch.nn.functional.cross_entropy(logits[0, 2:3], ids[0, 3:4]))
+    module = CausalLMPretraining(GPT(1, 16, 2, 32, 64), "smiles", open_ring_weight=5.0)
+    tok = module.tokenizer
+    batch = tok(["C1CCCCC1O", "CCO"], padding=True, return_tensors="pt")
+    _, weighted, _ = module._loss(dict(batch), weighted=True)
+    _, unweighted, _ = module._loss(dict(batch))
+    assert not torch.allclose(weighted, unweighted)
+    with pytest.raises(ValueError, match="positive"):
+        CausalLMPretraining(GPT(1, 16, 2, 32, 64), "smiles", open_ring_weight=0.0)
+    with pytest.raises(ValueError, match="ring-label tokens"):
+        CausalLMPretraining(GPT(1, 16, 2, 32, 64), "dna", open_ring_weight=3.0)
