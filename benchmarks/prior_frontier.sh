@@ -40,12 +40,16 @@ distill round 2 T0.9|${P}_distill_matched2/pretrained|0.9|0
 shipped seed 1|checkpoints/molgpt-chembl|1|0|1
 shipped seed 2|checkpoints/molgpt-chembl|1|0|2
 shipped seed 3|checkpoints/molgpt-chembl|1|0|3
-shipped seed 4|checkpoints/molgpt-chembl|1|0|4"
+shipped seed 4|checkpoints/molgpt-chembl|1|0|4
++2800 canonical, open rings x3|${P}_open_rings3/pretrained|1|0
++2800 canonical, open rings x10|${P}_open_rings10/pretrained|1|0"
 index=0; k=${PART%/*}; of=${PART#*/}
 while IFS='|' read -r label model temperature topk seed; do
   index=$((index + 1))
   (( (index - k) % of == 0 )) || continue
-  if [[ -f "$CSV" ]] && cut -d, -f1 "$CSV" | grep -qxF "$label"; then echo "skip $label: in $CSV"; continue; fi
+  # the CSV's own parser: a label with a comma is quoted there
+  if [[ -f "$CSV" ]] && "$PY" -c 'import csv, sys; sys.exit(all(r["label"] != sys.argv[2] for r in csv.DictReader(open(sys.argv[1]))))' \
+       "$CSV" "$label"; then echo "skip $label: in $CSV"; continue; fi
   if [[ ! -f "$model/model.safetensors" ]]; then echo "skip $label: no $model"; continue; fi
   echo "== $label ($model, T $temperature, top-k $topk, seed ${seed:-0})"
   "$PY" benchmarks/sample_quality.py --model "$model" --data chembl-extended --n "${N:-10000}" \
