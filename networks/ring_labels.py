@@ -104,7 +104,11 @@ def open_ring_contexts(input_ids: "torch.Tensor", label_ids: list[int]) -> "torc
     """For each position of each row of token ids: is some ring label open once that token has
     been read (it has occurred an odd number of times so far)? A property of the prefix alone, so
     weighting the next-token loss by it reallocates what a model learns without changing the
-    distribution that minimises the loss. Bool, the shape of ``input_ids``."""
+    distribution that minimises the loss. Bool, the shape of ``input_ids``.
+
+    Measured (checkpoints/molgpt-chembl/README.md, "Weighting the loss where a ring is open"):
+    ``CausalLMPretraining(open_ring_weight=3 or 10)`` on molgpt-chembl did not lower its share of
+    unclosed rings, and cost FCD."""
     import torch
 
     labels = torch.as_tensor(label_ids, device=input_ids.device)
