@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,11 @@ class OpenState:
     ``)`` at depth 0."""
 
     def __init__(self, vocab: dict[str, int], eos: int, rows: int):
-        size = max(vocab.values()) + 1
-        labels = sorted(t for t in vocab if (len(t) == 1 and t.isdigit()) or (t.startswith("%") and t[1:].isdigit()))
-        self.label = torch.full((size,), -1, dtype=torch.long)
-        for k, token in enumerate(labels):
-            self.label[vocab[token]] = k
+        from networks.ring_labels import ring_label_ids
+
+        labels = ring_label_ids(vocab)
+        self.label = torch.full((max(vocab.values()) + 1,), -1, dtype=torch.long)
+        self.label[labels] = torch.arange(len(labels))
         self.open_id, self.close_id, self.eos = vocab["("], vocab[")"], eos
         self.rings = torch.zeros(rows, len(labels), dtype=torch.bool)
         self.depth = torch.zeros(rows, dtype=torch.long)
@@ -92,13 +91,12 @@ def draw(model, tok, n: int, masked: bool, seed: int, max_new_tokens: int, batch
 
 
 def summarise(texts: list[str], tok, max_new_tokens: int) -> dict:
-    from oracles.canonical import smiles_failure
+    """Validity and each cause's share (``invalid_causes.causes``), the share that reached
+    ``max_new_tokens`` and the mean length in characters."""
+    from invalid_causes import causes
 
-    causes = Counter(smiles_failure(t) for t in texts)
     lengths = np.array([len(tok.tokenize(t)) for t in texts])
-    return {"n": len(texts), "validity": causes.pop(None, 0) / len(texts),
-            **{cause: count / len(texts) for cause, count in causes.most_common()},
-            "hit limit": float((lengths >= max_new_tokens).mean()),
+    return {"n": len(texts), **causes(texts), "hit limit": float((lengths >= max_new_tokens).mean()),
             "mean characters": float(np.mean([len(t) for t in texts]))}
 
 
