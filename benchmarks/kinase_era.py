@@ -504,11 +504,10 @@ def table(root: Path, csv: Path) -> pd.DataFrame:
     if not rows:
         raise SystemExit(f"no */eval.json under {root}")
     frame = pd.DataFrame(rows)
-    if "nearest_active_hist" in frame:
-        kept = frame["nearest_active_hist"].map(lambda h: isinstance(h, list) and len(h) == len(BIN_COLUMNS))
-        counts = np.array([h if ok else [np.nan] * len(BIN_COLUMNS) for h, ok in zip(frame["nearest_active_hist"], kept)],
-                          dtype=float).reshape(len(frame), len(BIN_COLUMNS))
-        frame[CLOSE_ANALOGUES] = share_at_least(counts, 0.7)
+    if "nearest_active_hist" in frame:  # a run evaluated before the histogram was kept: NaN
+        unknown = [np.nan] * len(BIN_COLUMNS)
+        counts = [h if isinstance(h, list) and len(h) == len(BIN_COLUMNS) else unknown for h in frame["nearest_active_hist"]]
+        frame[CLOSE_ANALOGUES] = share_at_least(np.array(counts, dtype=float), 0.7)
     frame = with_variant(frame.reindex(columns=CSV_COLUMNS))
     # validity is a count over n_samples: rows written in float32 (1,800/2,000 as 0.89999998) exact again
     counted = frame["n_samples"].notna() & frame["validity"].notna()
@@ -577,6 +576,12 @@ def across_seeds(frame: pd.DataFrame) -> pd.DataFrame:
             row["bar_met_seeds"] = int(group["bar_met"].fillna(False).astype(bool).sum())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def in_main_sweep(frame: pd.DataFrame) -> pd.Series:
+    """Which rows belong to their stage's main sweep: no variant, and ERA's γ = ``SWEEP_GAMMA``
+    (DPO has none)."""
+    return (with_variant(frame).variant == "") & (frame.gamma.isna() | (frame.gamma == SWEEP_GAMMA))
 
 
 def main_sweep(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
@@ -731,8 +736,8 @@ TARGET_NAMES = {"jnk3": "JNK3", "gsk3b": "GSK3β", DUAL: "JNK3 + GSK3β"}
 SIMILARITY_BINS = np.round(np.linspace(0.0, 1.0, 21), 2)
 #: One histogram column per bin, named by its lower edge.
 BIN_COLUMNS = [f"bin_{lo:.2f}" for lo in SIMILARITY_BINS[:-1]]
-NEAREST_COLUMNS = ["target", "run", "stage", "beta", "kl_to_reference", "weights_sha256", "n_valid_distinct",
-                   "median", "q90", "eval_median", *BIN_COLUMNS]
+NEAREST_COLUMNS = ["target", "run", "stage", "beta", "gamma", "variant", "kl_to_reference", "weights_sha256",
+                   "n_valid_distinct", "median", "q90", "eval_median", *BIN_COLUMNS]
 
 
 def share_at_least(counts: np.ndarray, level: float) -> np.ndarray:
@@ -805,6 +810,7 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
                 print(f"nearest: warning: {name}'s median {near['median']:.4f} is not its eval.json's {measured:.4f} "
                       "(another thread count draws other samples)", file=sys.stderr, flush=True)
         rows.append({"target": target, "run": name, "stage": info.get("stage", name), "beta": info.get("beta"),
+                     "gamma": info.get("gamma"), "variant": info.get("variant") or "",
                      "kl_to_reference": info.get("kl_to_reference"), "weights_sha256": info.get("weights_sha256"),
                      "eval_median": info.get("nearest_active_sim_median"), **near})
         print(f"{target} {name}: median {rows[-1]['median']} (eval.json {rows[-1]['eval_median']})", flush=True)
@@ -813,17 +819,18 @@ def nearest_distribution(root: Path, runs: list[str], target: str, sets: Path, n
 
 def pool_nearest(frame: pd.DataFrame) -> pd.DataFrame:
     """``nearest``'s rows pooled over seeds: per target and run name without its ``_s<seed>``
-    (the reference stays itself), its stage and β, the seeds, the summed histogram, and mean ± s.e.
+    (the reference stays itself), its stage, β, γ and variant, the seeds, the summed histogram, and mean ± s.e.
     over seeds of the KL to the reference, the median and the shares of samples at similarity
     ≥ 0.7 and ≥ 0.95 (the last bin)."""
     from seed_stats import mean_se
 
-    frame = frame.assign(objective=frame.run.str.replace(r"_s\d+$", "", regex=True))
+    frame = with_variant(frame).assign(objective=frame.run.str.replace(r"_s\d+$", "", regex=True))
     rows = []
     for (target, objective), group in frame.groupby(["target", "objective"], sort=False):
         counts = group[BIN_COLUMNS].to_numpy(float)
-        row = {"target": target, "objective": objective, "stage": group["stage"].iloc[0],
-               "beta": group["beta"].iloc[0], "seeds": len(group)}
+        first = group.iloc[0]
+        row = {"target": target, "objective": objective, "stage": first.stage, "beta": first.beta,
+               "gamma": first.gamma, "variant": first.variant, "seeds": len(group)}
         row["kl_to_reference"], row["kl_to_reference se"] = mean_se(pd.to_numeric(group["kl_to_reference"]))
         row["median"], row["median se"] = mean_se(group["median"])
         for level in (0.7, 0.95):
@@ -843,9 +850,7 @@ def plot_nearest(frame: pd.DataFrame, path: Path) -> Path:
 
     plt = pyplot()
     pooled = pool_nearest(frame)
-    # each stage's main sweep: objectives named <stage>_<target>_b<β>, no _g<γ> or _iw<w> variant
-    variant = pooled.stage.isin(STAGES) & ~pooled.objective.str.fullmatch(r".+_b[0-9.e+-]+")
-    pooled = pooled[~variant]
+    pooled = pooled[in_main_sweep(pooled)]  # the prior and reference too: no γ, no variant
     targets = list(dict.fromkeys(pooled.target))
     fig, axes = plt.subplots(2, len(targets), figsize=(4.8 * len(targets), 7.6), squeeze=False)
     centres = SIMILARITY_BINS[:-1] + 0.025
@@ -906,8 +911,7 @@ def targets_summary(tables: dict[str, Path]) -> pd.DataFrame:
                  "fold_vs_reference": row["frac_above_0.5"] / ref["frac_above_0.5"]}
                 for _, row in frame[frame.run.isin(["prior", "reference"])].iterrows()]
         groups = across_seeds(frame)
-        main = (groups.variant == "") & (groups.gamma.isna() | (groups.gamma == SWEEP_GAMMA))
-        for _, group in groups[main].iterrows():
+        for _, group in groups[in_main_sweep(groups)].iterrows():
             rows.append({"target": target, **group.drop(["variant"]).to_dict(),
                          "fold_vs_reference": group["frac_above_0.5"] / ref["frac_above_0.5"]})
         parts.append(pd.DataFrame(rows))

@@ -514,12 +514,14 @@ def test_nearest_reads_the_histogram_an_eval_json_keeps(tmp_path, monkeypatch):
     near = kinase_era.nearest_record(np.array([0.12, 0.33, 0.97, np.nan, 1.0]))
     assert near["n_valid_distinct"] == 4 and near["bin_0.95"] == 2 and near["bin_0.10"] == 1
     assert near["median"] == pytest.approx((0.33 + 0.97) / 2)
-    runs = {"reference": ("reference", None, 0.0), "era_jnk3_b50_s0": ("era", 50.0, 1.0),
-            "era_jnk3_b50_s1": ("era", 50.0, 3.0), "finetune_jnk3": ("finetune", None, 9.0)}
-    for name, (stage, beta, kl) in runs.items():
+    runs = {"reference": ("reference", None, 0.0, ""), "era_jnk3_b50_s0": ("era", 50.0, 1.0, ""),
+            "era_jnk3_b50_s1": ("era", 50.0, 3.0, ""), "finetune_jnk3": ("finetune", None, 9.0, ""),
+            "era_jnk3_b50_iw3_s0": ("era", 50.0, 2.0, "iw3")}
+    for name, (stage, beta, kl, variant) in runs.items():
         (root / name).mkdir(parents=True)
         (root / name / "eval.json").write_text(json.dumps({
-            "stage": stage, "beta": beta, "kl_to_reference": kl, "model": "nowhere",
+            "stage": stage, "beta": beta, "gamma": 9.0 if stage == "era" else None, "variant": variant,
+            "kl_to_reference": kl, "model": "nowhere",
             "nearest_active_sim_median": near["median"], "nearest_active_sim_q90": near["q90"],
             "nearest_active_hist": [near[c] for c in kinase_era.BIN_COLUMNS]}))
 
@@ -531,13 +533,16 @@ def test_nearest_reads_the_histogram_an_eval_json_keeps(tmp_path, monkeypatch):
     kinase_era.main(["nearest", "--root", str(root), "--sets", str(sets), "--csv", str(csv),
                      "--plot", str(tmp_path / "near.png")])
     frame = pd.read_csv(csv)
-    assert list(frame.run) == ["reference", "era_jnk3_b50_s0", "era_jnk3_b50_s1"]
+    assert list(frame.run) == ["reference", "era_jnk3_b50_iw3_s0", "era_jnk3_b50_s0", "era_jnk3_b50_s1"]
     assert (frame.n_valid_distinct == 4).all() and (frame["bin_0.95"] == 2).all()
     assert frame.set_index("run").loc["era_jnk3_b50_s1", "kl_to_reference"] == 3.0
     pooled = pd.read_csv(tmp_path / "near_pooled.csv").set_index("objective")
     assert pooled.loc["era_jnk3_b50", "stage"] == "era" and pooled.loc["era_jnk3_b50", "beta"] == 50.0
     assert pooled.loc["era_jnk3_b50", "kl_to_reference"] == pytest.approx(2.0)
     assert pooled.loc["era_jnk3_b50", "kl_to_reference se"] == pytest.approx(1.0)
+    # the plot's stage paths are the main sweeps: the invalid-weight variant is kept out, as in the summary
+    main = kinase_era.in_main_sweep(pooled.reset_index())
+    assert main.tolist() == [row != "era_jnk3_b50_iw3" for row in pooled.index]
     assert (tmp_path / "near.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     kept = json.loads((root / "reference" / "eval.json").read_text())
     # a histogram of another draw (other n or top-k than asked for) is not taken for this one
